@@ -1,0 +1,81 @@
+"""Config -> objects: the only place that calls hydra.utils.instantiate."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gantrain.data import Data
+from gantrain.errors import UserError
+from gantrain.trainer import Trainer
+
+POSITIVE_TRAINER_KEYS = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every", "grid_size")
+
+
+def instantiate(node, **kwargs):
+    """hydra.utils.instantiate, but a UserError raised by the target reaches the CLI as itself."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_data(cfg: DictConfig) -> Data:
+    return instantiate(cfg.data)
+
+
+def build_system(cfg: DictConfig, shape: tuple[int, ...]) -> torch.nn.Module:
+    """Networks get the data's sample shape at build time; the system class gets the rest of cfg.model."""
+    model = cfg.model
+    loss = instantiate(cfg.loss)
+    generator = instantiate(model.generator, shape=list(shape), z_dim=model.z_dim)
+    discriminator = instantiate(model.discriminator, shape=list(shape))
+    options = {k: v for k, v in model.items() if k not in ("generator", "discriminator") and not k.startswith("_")}
+    return get_class(model._target_)(generator=generator, discriminator=discriminator, loss=loss, **options)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    for key in POSITIVE_TRAINER_KEYS:
+        value = trainer.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UserError(f"trainer.{key}={value}: must be a positive integer")
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None) -> Trainer:
+    """Everything a run needs, seeded by cfg.seed before any weight is drawn."""
+    check_trainer(cfg.trainer)
+    seed_everything(cfg.seed)
+    data = build_data(cfg)
+    system = build_system(cfg, data.shape)
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return Trainer(
+        system, data,
+        make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
+        make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed, **settings,
+    )
+
+
+def system_from_checkpoint(state: dict) -> torch.nn.Module:
+    """Rebuild a trained system from a loaded checkpoint: its saved config, data shape and weights."""
+    if "config" not in state or "data_shape" not in state:
+        raise UserError(f"checkpoint {state.get('path')} has no saved config: it was not written by gantrain's Trainer")
+    system = build_system(OmegaConf.create(state["config"]), tuple(state["data_shape"]))
+    for name, module in system.checkpoint_modules().items():
+        try:
+            module.load_state_dict(state[name])
+        except (KeyError, RuntimeError) as err:
+            raise UserError(f"checkpoint {state.get('path')}: cannot load '{name}' weights ({str(err).splitlines()[0]})") from err
+    return system

@@ -1,0 +1,5 @@
+"""Datasets as tensors in [-1, 1] (images (B, C, H, W) or points (B, D)) with resumable batch streams."""
+
+from gantrain.data.base import Data, StreamData, TensorData
+
+__all__ = ["Data", "StreamData", "TensorData"]

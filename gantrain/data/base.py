@@ -1,0 +1,85 @@
+"""The two ways gantrain holds a dataset: one tensor in memory, or a torch Dataset streamed by a DataLoader."""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from gantrain.data.batches import Batches, LoaderBatches, MemoryBatches, to_model_range
+from gantrain.errors import UserError
+
+
+class Data:
+    """What the rest of gantrain sees of a dataset: sample shape, class count, batches, a preview."""
+
+    name: str
+    shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
+    num_classes: int  # 0 when the set has no labels
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batches(self, batch_size: int, seed: int, device: torch.device) -> Batches:
+        raise NotImplementedError
+
+    def preview(self, n: int, seed: int = 0) -> Tensor:
+        """n samples chosen at random, in the model's range, for the 'real' grid."""
+        raise NotImplementedError
+
+    def _check_batch_size(self, batch_size: int) -> None:
+        if batch_size > len(self):
+            raise UserError(
+                f"trainer.batch_size={batch_size} is larger than data={self.name} ({len(self)} samples): "
+                f"use trainer.batch_size<={len(self)}"
+            )
+
+
+class TensorData(Data):
+    """A dataset decoded once into one tensor: uint8 images (N, C, H, W) or float points (N, D)."""
+
+    def __init__(self, name: str, x: Tensor, labels: Tensor | None = None, num_classes: int = 0, hflip: bool = False):
+        if len(x) == 0:
+            raise UserError(f"data={name} is empty: check data.root")
+        self.name, self.x, self.labels = name, x, labels
+        self.shape = tuple(x.shape[1:])
+        self.num_classes = num_classes if labels is not None else 0
+        self.hflip = hflip
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, batch_size: int, seed: int, device: torch.device) -> MemoryBatches:
+        self._check_batch_size(batch_size)
+        return MemoryBatches(self.x, self.labels, batch_size, seed, device, self.hflip and self.is_image)
+
+    def preview(self, n: int, seed: int = 0) -> Tensor:
+        idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
+        return to_model_range(self.x[idx])
+
+
+class StreamData(Data):
+    """A dataset too large to hold in memory: a torch Dataset of (uint8 (C, H, W), label) read by workers."""
+
+    def __init__(
+        self, name: str, dataset: Dataset, shape: Sequence[int], num_classes: int = 0, hflip: bool = False, workers: int = 2
+    ):
+        if len(dataset) == 0:
+            raise UserError(f"data={name} is empty: check data.root")
+        self.name, self.dataset, self.shape = name, dataset, tuple(shape)
+        self.num_classes, self.hflip, self.workers = num_classes, hflip, workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int, seed: int, device: torch.device) -> LoaderBatches:
+        self._check_batch_size(batch_size)
+        return LoaderBatches(self.dataset, batch_size, seed, device, self.hflip, self.workers)
+
+    def preview(self, n: int, seed: int = 0) -> Tensor:
+        idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed))[:n]
+        return to_model_range(torch.stack([self.dataset[int(i)][0] for i in idx]))

@@ -1,0 +1,120 @@
+"""Endless, shuffled, resumable streams of batches; their state is (epoch, position) and nothing else.
+
+Each epoch's order (and its random flips) comes from a generator seeded by (seed, epoch), so a run
+resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
+"""
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+Batch = dict[str, Tensor]  # {"real": (B, C, H, W) float in [-1, 1], "label": (B,) int64 when labelled}
+
+
+def to_model_range(x: Tensor) -> Tensor:
+    """uint8 images -> float in [-1, 1]; float data (points) passes through unchanged."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(127.5).sub_(1.0)
+    return x.float()
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
+    """The permutation of epoch `epoch` and one flip coin per position, both from (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
+
+
+class Batches:
+    """Iterator of batches with `state_dict()` / `load_state_dict()` for exact resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device, hflip: bool):
+        self.n, self.batch_size, self.seed, self.device, self.hflip = n, batch_size, seed, device, hflip
+        self.epoch, self.position = 0, 0  # position: batches already taken in this epoch
+        self.batches_per_epoch = n // batch_size  # the ragged last batch is dropped, as GANs usually do
+
+    def __iter__(self):
+        return self
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def _finish(self, real: Tensor, flips: Tensor) -> Tensor:
+        real = to_model_range(real)
+        if self.hflip:
+            real = torch.where(flips.view(-1, 1, 1, 1), real.flip(-1), real)
+        return real
+
+
+class MemoryBatches(Batches):
+    """Batches indexed straight out of a tensor on the training device: no workers, no copies per step."""
+
+    def __init__(self, x: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device, hflip: bool):
+        super().__init__(len(x), batch_size, seed, device, hflip)
+        self.x = x.to(device)
+        self.labels = labels.to(device) if labels is not None else None
+        self._order_epoch = -1
+
+    def __next__(self) -> Batch:
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+        if self._order_epoch != self.epoch:
+            order, flips = epoch_order(self.n, self.seed, self.epoch)
+            self._order, self._flips, self._order_epoch = order.to(self.device), flips.to(self.device), self.epoch
+        span = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
+        self.position += 1
+        idx = self._order[span]
+        batch = {"real": self._finish(self.x[idx], self._flips[span])}
+        if self.labels is not None:
+            batch["label"] = self.labels[idx]
+        return batch
+
+
+class _EpochSampler(Sampler[int]):
+    """Indices of one epoch's permutation, starting after the batches already consumed."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def __iter__(self):
+        order, _ = epoch_order(self.n, self.seed, self.epoch)
+        return iter(order[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+class LoaderBatches(Batches):
+    """Batches decoded by DataLoader workers (pinned memory, persistent workers), moved to the device."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, hflip: bool, workers: int):
+        super().__init__(len(dataset), batch_size, seed, device, hflip)
+        self.sampler = _EpochSampler(self.n, seed)
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
+            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        )
+        self._iter, self._flips_epoch = None, -1
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._iter = None
+
+    def __next__(self) -> Batch:
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position, self._iter = self.epoch + 1, 0, None
+        if self._iter is None:
+            self.sampler.epoch, self.sampler.start = self.epoch, self.position * self.batch_size
+            self._iter = iter(self.loader)
+        images, labels = next(self._iter)
+        if self._flips_epoch != self.epoch:
+            self._flips, self._flips_epoch = epoch_order(self.n, self.seed, self.epoch)[1], self.epoch
+        span = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
+        self.position += 1
+        non_blocking = self.device.type == "cuda"
+        batch = {"real": self._finish(images.to(self.device, non_blocking=non_blocking), self._flips[span].to(self.device))}
+        if labels.numel() and labels.min() >= 0:
+            batch["label"] = labels.to(self.device, non_blocking=non_blocking)
+        return batch

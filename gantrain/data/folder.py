@@ -1,0 +1,103 @@
+"""Any folder tree of images (class sub-folders give labels), and aligned CelebA, at a square size."""
+
+import logging
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2 as T
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from gantrain.data.base import Data, StreamData, TensorData
+from gantrain.errors import UserError
+
+log = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+UNREADABLE = -2  # label of a file PIL could not decode; filtered out when decoding into memory
+
+
+def scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Image paths under root, sorted; labels from first-level sub-folders when there are two or more."""
+    if not root.is_dir():
+        raise UserError(f"data.root={root} is not a folder: point data.root at a folder of images")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not paths:
+        raise UserError(f"data.root={root} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    top = {p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1}
+    if len(top) >= 2 and all(len(p.relative_to(root).parts) > 1 for p in paths):
+        classes = sorted(top)
+        index = {c: i for i, c in enumerate(classes)}
+        return paths, [index[p.relative_to(root).parts[0]] for p in paths], classes
+    return paths, [-1] * len(paths), []
+
+
+class ImageFiles(Dataset):
+    """Decodes one file to uint8 (C, size, size): RGB or L, shorter side resized, centre-cropped."""
+
+    def __init__(self, paths: list[Path], labels: list[int], image_size: int, channels: int):
+        self.paths, self.labels, self.channels = paths, labels, channels
+        self.transform = T.Compose([T.Resize(image_size, antialias=True), T.CenterCrop(image_size), T.PILToTensor()])
+        self.size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        try:
+            with Image.open(self.paths[i]) as img:
+                img = img.convert("RGB" if self.channels == 3 else "L")  # grayscale, RGBA and palette alike
+                return self.transform(img), self.labels[i]
+        except (OSError, ValueError):  # truncated or not really an image
+            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), UNREADABLE
+
+
+def decode_all(files: ImageFiles, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every file once with `workers` processes; drop unreadable ones and say how many."""
+    loader = DataLoader(files, batch_size=256, num_workers=workers)
+    parts = list(loader)
+    images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    ok = labels != UNREADABLE
+    if not ok.all():
+        log.warning("skipped %d unreadable file(s) of %d", int((~ok).sum()), len(ok))
+    if not ok.any():
+        raise UserError(f"none of the {len(ok)} image files could be read: check data.root")
+    return images[ok], labels[ok]
+
+
+def folder(
+    root: str, image_size: int = 64, channels: int = 3, in_memory: str | bool = "auto", memory_limit_mb: int = 1024,
+    hflip: bool = False, workers: int = 2, name: str = "folder",
+) -> Data:
+    """Images under `root`; decoded once into memory when they fit in memory_limit_mb (in_memory=auto)."""
+    if channels not in (1, 3):
+        raise UserError(f"data.channels={channels}: use 1 (grayscale) or 3 (RGB)")
+    paths, labels, classes = scan(Path(root).expanduser())
+    files = ImageFiles(paths, labels, image_size, channels)
+    shape = (channels, image_size, image_size)
+    nbytes = len(paths) * channels * image_size * image_size
+    if in_memory is True or (in_memory == "auto" and nbytes <= memory_limit_mb * 2**20):
+        log.info("decoding %d images from %s into memory (%.0f MB)", len(paths), root, nbytes / 2**20)
+        images, label_tensor = decode_all(files, workers)
+        return TensorData(name, images, label_tensor if classes else None, len(classes), hflip)
+    return StreamData(name, files, shape, len(classes), hflip, workers)
+
+
+def celeba(
+    root: str = "data/celeba", image_size: int = 64, download: bool = False, in_memory: str | bool = "auto",
+    memory_limit_mb: int = 1024, hflip: bool = False, workers: int = 2,
+) -> Data:
+    """Aligned CelebA (img_align_celeba/*.jpg), Resize(64) + CenterCrop(64) as in the DCGAN tutorial."""
+    base = Path(root).expanduser()
+    candidates = [base / "img_align_celeba", base / "celeba" / "img_align_celeba"]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is None and download:
+        import torchvision
+
+        torchvision.datasets.CelebA(str(base), split="all", download=True)
+        found = base / "celeba" / "img_align_celeba"
+    if found is None:
+        raise UserError(
+            f"data=celeba: no img_align_celeba/ folder under data.root={root}; unzip img_align_celeba.zip "
+            f"(from the CelebA site) into {root}, or add data.download=true"
+        )
+    return folder(str(found), image_size, 3, in_memory, memory_limit_mb, hflip, workers, name="celeba")

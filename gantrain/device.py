@@ -1,0 +1,38 @@
+"""Turn a device name from the config into a torch.device; the only place that probes hardware."""
+
+import torch
+
+from gantrain.errors import UserError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; explicit names are checked, not trusted."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"trainer.device={name} is not a device name: use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.device={name} but CUDA is not available here: use trainer.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"trainer.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist: "
+                f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps" and not _mps_available():
+        raise UserError(f"trainer.device={name} but MPS is not available here: use trainer.device=cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"trainer.device={name} is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())

@@ -1,0 +1,1 @@
+"""Network architectures, one family per module; each exposes a Generator and a Discriminator."""

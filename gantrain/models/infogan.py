@@ -1,0 +1,54 @@
+"""The CS231n DCGAN for MNIST: InfoGAN's generator (appendix C.1) and the TF-tutorial classifier as D."""
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from gantrain.errors import UserError
+from gantrain.models.init import xavier_init
+
+
+def _check_mnist_shape(shape: Sequence[int]) -> None:
+    if tuple(shape) != (1, 28, 28):
+        raise UserError(
+            f"model=infogan is fixed to 1x28x28 images (MNIST-like) but the data is {'x'.join(map(str, shape))}: "
+            "use data=mnist or fashion_mnist with data.image_size=28, or model=dcgan"
+        )
+
+
+class Generator(nn.Module):
+    """z -> FC1024-ReLU-BN -> FC 7*7*128-ReLU-BN -> ConvT64 4x4 s2-ReLU-BN -> ConvT1 4x4 s2-tanh (28x28)."""
+
+    def __init__(self, shape: Sequence[int], z_dim: int = 96):
+        super().__init__()
+        _check_mnist_shape(shape)
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, 1024), nn.ReLU(), nn.BatchNorm1d(1024),
+            nn.Linear(1024, 7 * 7 * 128), nn.ReLU(), nn.BatchNorm1d(7 * 7 * 128),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(), nn.BatchNorm2d(64),
+            nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh(),
+        )
+        self.apply(xavier_init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)  # (B, 1, 28, 28)
+
+
+class Discriminator(nn.Module):
+    """conv32 5x5-LReLU(0.01)-maxpool -> conv64 5x5-LReLU-maxpool -> FC 4*4*64-LReLU -> FC1 logit."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        _check_mnist_shape(shape)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 5), nn.LeakyReLU(0.01), nn.MaxPool2d(2, 2),
+            nn.Conv2d(32, 64, 5), nn.LeakyReLU(0.01), nn.MaxPool2d(2, 2),
+            nn.Flatten(),
+            nn.Linear(4 * 4 * 64, 4 * 4 * 64), nn.LeakyReLU(0.01),
+            nn.Linear(4 * 4 * 64, 1),
+        )
+        self.apply(xavier_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()

@@ -1,0 +1,74 @@
+"""Fully connected GANs: the CS231n vanilla nets (`mlp`) and seed 001's MLP with BatchNorm (`mlp_bn`)."""
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from gantrain.models.init import xavier_init, xavier_zero_bias_init
+
+
+class Generator(nn.Module):
+    """CS231n: z -> FC1024-ReLU-FC1024-ReLU-FC(C*H*W)-tanh (1,858,320 params at z_dim=4 for MNIST)."""
+
+    def __init__(self, shape: Sequence[int], z_dim: int = 96, hidden: int = 1024):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, math.prod(self.shape)), nn.Tanh(),
+        )
+        self.apply(xavier_init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+class Discriminator(nn.Module):
+    """CS231n: flatten -> FC256-LeakyReLU(0.01)-FC256-LeakyReLU(0.01)-FC1 (267,009 params for MNIST)."""
+
+    def __init__(self, shape: Sequence[int], hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(math.prod(shape), hidden), nn.LeakyReLU(0.01),
+            nn.Linear(hidden, hidden), nn.LeakyReLU(0.01),
+            nn.Linear(hidden, 1),
+        )
+        self.apply(xavier_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1)).flatten()  # (B,) logits
+
+
+class BNGenerator(nn.Module):
+    """Seed 001: z -> 256-ReLU -> 512-BN-ReLU -> 1024-BN-ReLU -> 2048-BN-ReLU -> C*H*W tanh (PyTorch default init)."""
+
+    def __init__(self, shape: Sequence[int], z_dim: int = 128):
+        super().__init__()
+        self.shape = tuple(shape)
+        layers: list[nn.Module] = [nn.Linear(z_dim, 256), nn.ReLU(True)]
+        for n_in, n_out in [(256, 512), (512, 1024), (1024, 2048)]:
+            layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU(True)]
+        layers += [nn.Linear(2048, math.prod(self.shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+class BNDiscriminator(nn.Module):
+    """Seed 001: flatten -> 1024-ReLU-512-ReLU-256-ReLU-1, Xavier weights and zero biases; outputs logits."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(math.prod(shape), 1024), nn.ReLU(True),
+            nn.Linear(1024, 512), nn.ReLU(True),
+            nn.Linear(512, 256), nn.ReLU(True),
+            nn.Linear(256, 1),
+        )
+        self.apply(xavier_zero_bias_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1)).flatten()

@@ -1,0 +1,224 @@
+"""The training loop: D and G updates, logging cadence, sampling, checkpoints and exact resume.
+
+The Trainer knows nothing about GAN variants: it asks the system for a D loss and a G loss, steps the
+two optimizers, and owns devices, AMP, the step counter and everything written to the run directory.
+"""
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from gantrain.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gantrain.data import Data
+from gantrain.device import resolve_device
+from gantrain.errors import UserError
+from gantrain.loggers import RunLogger
+
+log = logging.getLogger(__name__)
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Meter:
+    """Running sums of detached scalar tensors, kept on the device; read (one sync) at the log interval."""
+
+    def __init__(self):
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, stats: dict[str, Tensor]) -> None:
+        for key, value in stats.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.detach().float().clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys]).tolist()
+        means = {k: v / self.counts[k] for k, v in zip(keys, values)}
+        self.sums, self.counts = {}, {}
+        return means
+
+
+def parse_amp(amp) -> torch.dtype | None:
+    if amp in (False, None) or str(amp).lower() in ("false", "none", "no", "off", "fp32", "0"):
+        return None
+    if str(amp).lower() in AMP_DTYPES:
+        return AMP_DTYPES[str(amp).lower()]
+    raise UserError(f"trainer.amp={amp}: use false, bf16 or fp16")
+
+
+@contextlib.contextmanager
+def frozen(params: list[nn.Parameter]):
+    """Parameters that need no gradient for this forward pass (D's weights during the G step)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Trainer:
+    """Alternates `n_critic` D updates with one G update for `max_steps` steps (a step = one G update)."""
+
+    def __init__(
+        self, system: nn.Module, data: Data, make_opt_g: Callable, make_opt_d: Callable, make_logger: Callable,
+        run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None, seed: int = 0,
+        max_steps: int = 1000, batch_size: int = 64, n_critic: int = 1, device: str = "auto", amp: bool | str = False,
+        log_every: int = 50, sample_every: int = 500, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
+        grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
+    ):
+        self.system, self.data, self.run_dir = system, data, Path(run_dir)
+        self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
+        self.max_steps, self.batch_size, self.n_critic = max_steps, batch_size, n_critic
+        self.log_every, self.sample_every, self.checkpoint_every = log_every, sample_every, checkpoint_every
+        self.keep_checkpoints, self.grid_size, self.grad_clip = keep_checkpoints, grid_size, grad_clip
+        self.progress, self.resume = progress, resume
+        self.device = resolve_device(device)
+        self.amp_dtype = parse_amp(amp)
+        self.system.to(self.device)
+        self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
+        self.opt_g, self.opt_d = make_opt_g(self.g_params), make_opt_d(self.d_params)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.batches = data.batches(batch_size, seed, self.device)
+        self.fixed = system.fixed_inputs(grid_size, seed)
+        self.step = 0
+        self.meter = Meter()
+        self.make_logger = make_logger
+        self.logger: RunLogger | None = None
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self) -> None:
+        start = self.load(self.resume) if self.resume else 0
+        self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start are kept
+        if start == 0:
+            self.logger.grid("real", self.data.preview(self.grid_size, self.seed), 0)
+            self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0})
+        if start >= self.max_steps:
+            log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.max_steps)
+        clock, images = time.perf_counter(), 0
+        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=not self.progress)
+        with logging_redirect_tqdm():
+            while self.step < self.max_steps:
+                measure = (self.step + 1) % self.log_every == 0
+                for _ in range(self.n_critic):  # update D
+                    batch = next(self.batches)
+                    stats = self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure)
+                    self.system.after_d_step()
+                    self.meter.add(stats)
+                stats = self.update(  # update G; D's weights need no gradient here
+                    self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure, frozen_params=self.d_params
+                )
+                self.meter.add(stats)
+                self.step += 1
+                images += self.batch_size * self.n_critic
+                bar.update(1)
+                if self.step % self.log_every == 0:
+                    clock, images = self.log_scalars(bar, clock, images)
+                if self.step % self.sample_every == 0:
+                    self.sample()
+                if self.step % self.checkpoint_every == 0:
+                    self.save()
+            bar.close()
+        self.finish()
+
+    def update(self, opt, scaler, loss_fn, batch, params, name: str, measure: bool, frozen_params=()) -> dict[str, Tensor]:
+        """One optimizer step on loss_fn(batch); measures the gradient norm on logging steps (or when clipping)."""
+        with frozen(list(frozen_params)), torch.autocast(self.device.type, self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            loss, stats = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if measure or self.grad_clip:
+            scaler.unscale_(opt)
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+            if self.grad_clip:
+                torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, norm)
+            if measure:
+                stats[f"grad_norm/{name}"] = norm.detach()
+        scaler.step(opt)
+        scaler.update()
+        return stats
+
+    # ---------------------------------------------------------------- logging and sampling
+    def log_scalars(self, bar, clock: float, images: int) -> tuple[float, int]:
+        values = self.meter.read()  # the one host-device sync of the interval
+        now = time.perf_counter()
+        values["perf/images_per_sec"] = images / max(now - clock, 1e-9)
+        values["lr/G"], values["lr/D"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+        self.logger.scalars(values, self.step)
+        bar.set_postfix(loss_D=f"{values.get('loss/D', math.nan):.3f}", loss_G=f"{values.get('loss/G', math.nan):.3f}",
+                        img_s=f"{values['perf/images_per_sec']:.0f}", refresh=False)
+        self.last_values = values
+        return now, 0
+
+    def sample(self) -> None:
+        self.logger.grid("samples", self.system.preview(self.fixed), self.step)
+        v = getattr(self, "last_values", {})
+        log.info("step %d/%d  loss_D %.4f  loss_G %.4f  D(x) %.3f  D(G(z)) %.3f / %.3f  %.0f img/s", self.step, self.max_steps,
+                 v.get("loss/D", math.nan), v.get("loss/G", math.nan), v.get("D(x)", math.nan),
+                 v.get("D(G(z))/before_D_step", math.nan), v.get("D(G(z))/after_D_step", math.nan),
+                 v.get("perf/images_per_sec", math.nan))
+
+    def finish(self) -> None:
+        """Last grid and checkpoint (unless this step already has them), final.png and progress.gif."""
+        if self.logger.last_grid is None or self.step % self.sample_every:
+            self.sample()
+        if self.step % self.checkpoint_every or not (self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt").exists():
+            self.save()
+        self.logger.finish()
+        log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
+                 self.run_dir / "checkpoints" / "last.pt")
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        modules = {name: module.state_dict() for name, module in self.system.checkpoint_modules().items()}
+        return {
+            **modules,
+            "step": self.step,
+            "optimizers": {"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
+            "scalers": {"generator": self.scaler_g.state_dict(), "discriminator": self.scaler_d.state_dict()},
+            "rng": rng_state(),
+            "batches": self.batches.state_dict(),
+            "data_shape": list(self.data.shape),
+            "num_classes": self.data.num_classes,
+            "fixed": {k: v.cpu() for k, v in self.fixed.items()},
+            **self.meta,
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+
+    def load(self, path: str) -> int:
+        """Restore everything a step depends on; returns the step to continue from."""
+        state = load_checkpoint(path)
+        for name, module in self.system.checkpoint_modules().items():
+            if name not in state:
+                raise UserError(f"checkpoint {state['path']} has no '{name}' weights: it was not written by this kind of model")
+            try:
+                module.load_state_dict(state[name])
+            except RuntimeError as err:
+                detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+                raise UserError(f"checkpoint {state['path']} does not fit this {name}: {detail}") from err
+        self.opt_g.load_state_dict(state["optimizers"]["generator"])
+        self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
+        self.scaler_g.load_state_dict(state["scalers"]["generator"])
+        self.scaler_d.load_state_dict(state["scalers"]["discriminator"])
+        self.batches.load_state_dict(state["batches"])
+        self.fixed = state["fixed"]
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        log.info("resumed from %s at step %d", state["path"], self.step)
+        return self.step

@@ -1,0 +1,124 @@
+"""The real console scripts in subprocesses: training, TensorBoard contents, resume, sampling, sweeps."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8"]
+
+
+def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def test_train_cli_writes_tensorboard_pngs_and_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    run("gantrain", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    acc = events(run_dir)
+    scalars = set(acc.Tags()["scalars"])
+    assert {"loss/D", "loss/G", "D(x)", "D(G(z))/before_D_step", "D(G(z))/after_D_step", "grad_norm/D",
+            "grad_norm/G", "perf/images_per_sec", "lr/G", "lr/D"} <= scalars
+    assert [e.step for e in acc.Scalars("loss/D")] == [2, 4]
+    assert {"real", "samples"} <= set(acc.Tags()["images"])
+    for name in ("final.png", "progress.gif", "samples/real.png", "checkpoints/last.pt", "config.yaml", ".hydra/config.yaml"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_default_output_dir_is_dated_under_outputs(tmp_path):
+    run("gantrain", *TINY, cwd=tmp_path)
+    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    assert len(run_dir.parent.name) == 10 and len(run_dir.name) == 8  # YYYY-MM-DD/HH-MM-SS
+
+
+def test_resume_continues_the_same_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    run("gantrain", "experiment=cs231n_vanilla", "data=digits", "data.image_size=28", "trainer=debug",
+        "trainer.max_steps=4", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    # no groups repeated: the checkpoint's config (cs231n_vanilla on digits) is reused
+    proc = run("gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=8", cwd=tmp_path)
+    assert "resumed from" in proc.stderr + proc.stdout
+    steps = [e.step for e in events(run_dir).Scalars("loss/D")]
+    assert steps == [2, 4, 6, 8]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["generator"]["_target_"].endswith("mlp.Generator")
+    assert not (tmp_path / "outputs").exists()  # nothing written elsewhere
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    run_dir = tmp_path / "run"
+    run("gantrain", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = run("gantrain", f"trainer.resume={run_dir}", "model=mlp", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "model=mlp" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sample_cli_writes_npz_and_png(tmp_path):
+    run_dir = tmp_path / "run"
+    run("gantrain", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    run("gantrain-sample", f"run={run_dir}", "n=37", "batch_size=10", f"out={tmp_path / 'gen' / 's.npz'}", cwd=tmp_path)
+    images = np.load(tmp_path / "gen" / "s.npz")["images"]
+    assert images.shape == (37, 1, 32, 32) and images.dtype == np.uint8
+    assert images.min() >= 0 and images.max() <= 255 and images.std() > 0
+    assert (tmp_path / "gen" / "s.png").is_file()
+    assert not (tmp_path / ".hydra").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_groups_and_cfg_prints_config(tmp_path):
+    out = run("gantrain", "--help", cwd=tmp_path).stdout
+    for line in ("data: celeba, cifar10, digits", "model: dcgan", "loss: bce, lsgan, minimax", "experiment: cs231n_dcgan"):
+        assert line in out
+    cfg = yaml.safe_load(run("gantrain", "--cfg", "job", "model=mlp", cwd=tmp_path).stdout)
+    assert cfg["model"]["generator"]["_target_"] == "gantrain.models.mlp.Generator"
+
+
+def test_user_errors_are_one_line(tmp_path):
+    proc = run("gantrain", "trainer=debug", "data=mnist", f"data.root={tmp_path}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("gantrain: error: data=mnist: files not found")
+    assert "Traceback" not in proc.stderr
+
+
+def test_multirun_gives_each_job_a_run_with_hparams(tmp_path):
+    run("gantrain", "-m", *TINY, "loss=bce,lsgan", "trainer.max_steps=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    runs = sorted((tmp_path / "sweep").glob("[0-9]"))
+    assert [r.name for r in runs] == ["0", "1"]
+    for job, loss in zip(runs, ("bce", "lsgan")):
+        acc = events(job)
+        assert "loss/D" in acc.Tags()["scalars"]
+        plugin = acc.PluginTagToContent("hparams")
+        from tensorboard.plugins.hparams import plugin_data_pb2
+
+        content = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
+        assert content.session_start_info.hparams["loss"].string_value == loss
+
+
+def test_plain_install_finds_the_configs(tmp_path):
+    """A wheel (what `pip install .` installs) carries configs/ as gantrain.configs."""
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(REPO), cwd=tmp_path)
+    (wheel,) = list((tmp_path / "wheel").glob("gantrain-*.whl"))
+    target = tmp_path / "site"
+    run(sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel), cwd=tmp_path)
+    assert (target / "gantrain" / "configs" / "model" / "dcgan.yaml").is_file()
+    code = ("import gantrain, hydra; from hydra import compose, initialize_config_module;\n"
+            "assert 'site' in gantrain.__file__, gantrain.__file__\n"
+            "with initialize_config_module('gantrain.configs', version_base='1.3'):\n"
+            "    print(compose('config', overrides=['experiment=cs231n_dcgan']).model.generator._target_)")
+    env = {**ENV, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "gantrain.models.infogan.Generator"

@@ -1,0 +1,155 @@
+"""Every YAML in every config group composes and instantiates; every experiment trains a few steps."""
+
+import pickle
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import compose_config, make_image_tree, make_mnist
+from gantrain.build import build_data, build_system, build_trainer, check_trainer
+
+CONFIGS = Path(str(files("gantrain.configs")))
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def make_cifar(root: Path, n: int = 20) -> Path:
+    """cifar-10-batches-py pickles in torchvision's layout (integrity check patched out by the caller)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    return root
+
+
+def make_celeba(root: Path, n: int = 10) -> Path:
+    faces = root / "celeba" / "img_align_celeba"
+    faces.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (178, 218), (30 * i, 120, 200)).save(faces / f"{i:06d}.jpg")
+    return root / "celeba"
+
+
+@pytest.fixture
+def data_overrides(tmp_path, monkeypatch):
+    """A data.root override per dataset, pointing at small files made here."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
+    return {
+        "mnist": [f"data.root={make_mnist(tmp_path / 'm')}"],
+        "fashion_mnist": [f"data.root={make_mnist(tmp_path / 'f', folder='FashionMNIST')}"],
+        "cifar10": [f"data.root={make_cifar(tmp_path / 'c')}"],
+        "celeba": [f"data.root={make_celeba(tmp_path / 'a')}"],
+        "folder": [f"data.root={make_image_tree(tmp_path / 'i')}", "data.image_size=32"],
+        "digits": [], "gaussian2d": [],
+    }
+
+
+def test_groups_have_the_promised_options():
+    assert {"digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gaussian2d"} <= set(options("data"))
+    assert {"dcgan", "mlp", "infogan", "mlp_bn", "toy"} <= set(options("model"))
+    assert {"bce", "minimax", "lsgan"} <= set(options("loss"))
+    assert {"adam", "rmsprop", "sgd"} <= set(options("optim"))
+    assert {"default", "debug"} <= set(options("trainer"))
+    assert {"cs231n_vanilla", "cs231n_lsgan", "cs231n_dcgan", "mlp_cifar10", "toy_gaussian", "dcgan_celeba",
+            "dcgan_mnist"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_every_data_config_instantiates(name, data_overrides):
+    data = build_data(compose_config(f"data={name}", *data_overrides[name]))
+    batch = next(data.batches(2, 0, torch.device("cpu")))
+    assert batch["real"].shape == (2, *data.shape) and batch["real"].dtype == torch.float32
+
+
+SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 28), "mlp_bn": (3, 32, 32), "toy": (2,)}
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_every_model_config_instantiates_and_takes_a_step(name):
+    cfg = compose_config(f"model={name}")
+    system = build_system(cfg, SHAPE_FOR_MODEL[name])
+    batch = {"real": torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1}
+    d_loss, stats = system.d_loss(batch)
+    g_loss, _ = system.g_loss(batch)
+    d_loss.backward()
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss) and 0 <= stats["D(x)"] <= 1
+
+
+@pytest.mark.parametrize("name", options("loss"))
+def test_every_loss_config_instantiates(name):
+    loss = instantiate(compose_config(f"loss={name}").loss)
+    real, fake = torch.randn(5), torch.randn(5)
+    assert torch.isfinite(loss.d(real, fake)) and torch.isfinite(loss.g(fake))
+
+
+@pytest.mark.parametrize("name", options("optim"))
+def test_every_optim_config_instantiates(name):
+    cfg = compose_config(f"optim={name}", "optim.discriminator.lr=0.123")
+    g, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    opt_g, opt_d = instantiate(cfg.optim.generator)(g.parameters()), instantiate(cfg.optim.discriminator)(d.parameters())
+    assert isinstance(opt_g, torch.optim.Optimizer) and opt_d.param_groups[0]["lr"] == 0.123
+    assert opt_g.param_groups[0]["lr"] == cfg.optim.lr  # optim.lr sets both unless one is overridden
+
+
+def test_optim_lr_sets_both_networks():
+    cfg = compose_config("optim.lr=1e-3")
+    assert cfg.optim.generator.lr == cfg.optim.discriminator.lr == 1e-3
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_every_trainer_config_builds(name, tmp_path):
+    cfg = compose_config(f"trainer={name}")
+    check_trainer(cfg.trainer)
+    trainer = build_trainer(cfg, tmp_path)
+    assert trainer.step == 0 and trainer.max_steps == cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_every_logger_config_instantiates(name, tmp_path):
+    logger = instantiate(compose_config(f"logger={name}").logger)(run_dir=tmp_path)
+    logger.scalars({"x": 1.0}, 1)
+    logger.close()
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_dcgan": "mnist", "dcgan_mnist": "mnist",
+                   "mlp_cifar10": "cifar10", "dcgan_celeba": "celeba", "toy_gaussian": "gaussian2d"}
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_trains_a_few_debug_steps(name, data_overrides, tmp_path):
+    data_name = EXPERIMENT_DATA.get(name)
+    cfg = compose_config(f"experiment={name}", "trainer=debug", "trainer.max_steps=2", *data_overrides.get(data_name, []))
+    assert cfg.trainer.batch_size == 8  # trainer=debug wins over the preset's recipe
+    trainer = build_trainer(cfg, tmp_path / "run", meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    trainer.fit()
+    assert trainer.step == 2 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+def test_cs231n_presets_carry_the_recipe():
+    for name in ("cs231n_vanilla", "cs231n_lsgan", "cs231n_dcgan"):
+        cfg = compose_config(f"experiment={name}")
+        assert cfg.model.z_dim == 96 and cfg.model.z_dist == "uniform" and cfg.trainer.batch_size == 128
+        assert cfg.optim.generator.lr == 1e-3 and list(cfg.optim.generator.betas) == [0.5, 0.999]
+    assert compose_config("experiment=cs231n_lsgan").loss._target_.endswith("LSGAN")
+
+
+def test_seed_recipes():
+    celeba = compose_config("experiment=dcgan_celeba")
+    assert celeba.trainer.batch_size == 128 and celeba.data.image_size == 64 and celeba.optim.lr == 2e-4
+    toy = compose_config("experiment=toy_gaussian")
+    assert toy.optim.discriminator.lr == 0.05 and toy.optim.generator.lr == 0.005 and toy.trainer.batch_size == 8

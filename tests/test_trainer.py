@@ -1,0 +1,132 @@
+"""The loop end to end in-process: exact resume, checkpoint contents, TensorBoard continuity."""
+
+import time
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_config
+from gantrain.build import build_trainer
+from gantrain.checkpoint import load_checkpoint
+
+SMALL = ("model.generator.width=8", "model.discriminator.width=8")
+
+
+def train(run_dir, *overrides, small=SMALL):
+    cfg = compose_config("trainer=debug", *small, *overrides)
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}}
+    trainer = build_trainer(cfg, run_dir, meta=meta)
+    trainer.fit()
+    return trainer
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("extra", [(), ("trainer.n_critic=2", "loss=lsgan", "optim=rmsprop")])
+def test_resume_is_bitwise_identical_to_a_straight_run(tmp_path, extra):
+    steps = ("trainer.checkpoint_every=20", "trainer.sample_every=20", "trainer.log_every=5")
+    straight = train(tmp_path / "straight", "trainer.max_steps=40", *steps, *extra)
+    first = train(tmp_path / "split", "trainer.max_steps=20", *steps, *extra)
+    assert first.step == 20
+    resumed = train(tmp_path / "split", "trainer.max_steps=40", f"trainer.resume={tmp_path / 'split'}", *steps, *extra)
+    assert resumed.step == 40
+    assert_same_weights(straight.system.G, resumed.system.G)
+    assert_same_weights(straight.system.D, resumed.system.D)
+    assert torch.equal(straight.opt_g.state_dict()["state"][0]["exp_avg_sq" if not extra else "square_avg"],
+                       resumed.opt_g.state_dict()["state"][0]["exp_avg_sq" if not extra else "square_avg"])
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    train(tmp_path, "trainer.max_steps=6", "trainer.keep_checkpoints=2")
+    files = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert files == ["last.pt", "step_0000004.pt", "step_0000006.pt"]
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    for key in ("generator", "discriminator", "optimizers", "scalers", "step", "rng", "fixed", "config", "format_version"):
+        assert key in state, key
+    assert state["step"] == 6 and set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert state["fixed"]["z"].shape == (16, 100)
+    assert state["config"]["trainer"]["max_steps"] == 6
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_fixed_noise_survives_resume(tmp_path):
+    first = train(tmp_path, "trainer.max_steps=2")
+    resumed = train(tmp_path, "trainer.max_steps=4", f"trainer.resume={tmp_path}")
+    assert torch.equal(first.fixed["z"], resumed.fixed["z"])
+
+
+def test_resume_beyond_a_crash_purges_later_events(tmp_path):
+    # the "crashed" run logged up to step 8 but its newest kept checkpoint is step 4
+    train(tmp_path, "trainer.max_steps=8", "trainer.checkpoint_every=4", "trainer.log_every=1", "trainer.keep_checkpoints=5")
+    (tmp_path / "checkpoints" / "last.pt").unlink()
+    (tmp_path / "checkpoints" / "step_0000008.pt").unlink()
+    time.sleep(1.1)  # event files sort by their creation second; a real resume is a later process anyway
+    train(tmp_path, "trainer.max_steps=10", "trainer.log_every=1", f"trainer.resume={tmp_path / 'checkpoints' / 'step_0000004.pt'}")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("loss/D")]
+    assert steps == list(range(1, 11))
+
+
+def test_tensorboard_has_the_promised_scalars_and_images(tmp_path):
+    train(tmp_path, "trainer.max_steps=4")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("loss/D", "loss/G", "D(x)", "D(G(z))/before_D_step", "D(G(z))/after_D_step",
+                "grad_norm/D", "grad_norm/G", "lr/G", "lr/D", "perf/images_per_sec"):
+        assert tag in tags, tag
+    assert {"real", "samples"} <= set(events.Tags()["images"])
+    assert (tmp_path / "final.png").is_file() and (tmp_path / "progress.gif").is_file()
+    assert (tmp_path / "samples" / "real.png").is_file()
+
+
+def test_toy_run_draws_a_scatter_plot(tmp_path):
+    train(tmp_path, "experiment=toy_gaussian", "trainer=debug", "trainer.max_steps=4", "trainer.grid_size=50", small=())
+    from PIL import Image
+
+    img = Image.open(tmp_path / "final.png")
+    assert img.size == (360, 360)
+    colours = {c for _, c in img.getcolors(1 << 20)}
+    assert (255, 127, 14) in colours and (31, 119, 180) in colours  # generated and real points
+
+
+def test_max_steps_reached_trains_nothing_more(tmp_path):
+    train(tmp_path, "trainer.max_steps=2")
+    again = train(tmp_path, "trainer.max_steps=2", f"trainer.resume={tmp_path}")
+    assert again.step == 2
+
+
+def test_mismatched_checkpoint_is_refused(tmp_path):
+    from gantrain.errors import UserError
+
+    train(tmp_path / "a", "trainer.max_steps=2")
+    with pytest.raises(UserError, match="does not fit this generator"):
+        train(tmp_path / "b", "trainer.max_steps=4", "model.generator.width=16", f"trainer.resume={tmp_path / 'a'}")
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    trainer = train(tmp_path, "trainer.max_steps=2", "trainer.amp=bf16")
+    assert all(torch.isfinite(p).all() for p in trainer.system.parameters())
+
+
+def test_load_checkpoint_refuses_code(tmp_path):
+    import pickle
+
+    from gantrain.errors import UserError
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format_version": 1, "x": Evil()}, protocol=2))
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_checkpoint(path)
