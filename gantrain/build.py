@@ -38,13 +38,17 @@ def build_data(cfg: DictConfig) -> Data:
 
 
 def build_system(cfg: DictConfig, shape: tuple[int, ...]) -> torch.nn.Module:
-    """Networks get the data's sample shape at build time; the system class gets the rest of cfg.model."""
+    """Networks get the data's sample shape (and generators z_dim) at build time; the system class gets
+    them plus the loss and the rest of cfg.model. `System.networks` says which argument is built from
+    which config node, so a system with two generators (CycleGAN) builds the `generator` node twice."""
     model = cfg.model
-    loss = instantiate(cfg.loss)
-    generator = instantiate(model.generator, shape=list(shape), z_dim=model.z_dim)
-    discriminator = instantiate(model.discriminator, shape=list(shape))
-    options = {k: v for k, v in model.items() if k not in ("generator", "discriminator") and not k.startswith("_")}
-    return get_class(model._target_)(generator=generator, discriminator=discriminator, loss=loss, **options)
+    system_class = get_class(model._target_)
+    networks = {}
+    for argument, node in system_class.networks.items():
+        extra = {"z_dim": model.z_dim} if node == "generator" and "z_dim" in model else {}
+        networks[argument] = instantiate(model[node], shape=list(shape), **extra)
+    options = {k: v for k, v in model.items() if k not in set(system_class.networks.values()) and not k.startswith("_")}
+    return system_class(**networks, loss=instantiate(cfg.loss), **options)
 
 
 def check_trainer(trainer: DictConfig) -> None:
@@ -61,6 +65,10 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     data = build_data(cfg)
     system = build_system(cfg, data.shape)
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if settings.get("decay_start") is not None and not 0 <= settings["decay_start"] <= settings["max_steps"]:
+        raise UserError(f"trainer.decay_start={settings['decay_start']}: must be between 0 and trainer.max_steps")
+    if settings.get("eval_every"):
+        raise UserError("trainer.eval_every needs gantrain's metrics, which this version does not have yet: drop it")
     return Trainer(
         system, data,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),

@@ -68,6 +68,14 @@ def save_checkpoint(state: dict, directory: Path, step: int, keep: int) -> Path:
     return path
 
 
+def save_best(state: dict, directory: Path) -> Path:
+    """checkpoints/best.pt: the checkpoint with the best evaluation metric so far."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "best.pt"
+    _atomic_save({"format_version": FORMAT_VERSION, **state}, path)
+    return path
+
+
 def numbered_checkpoints(directory: Path) -> list[Path]:
     """step_*.pt files, oldest first."""
     return sorted(directory.glob("step_*.pt"))

@@ -93,7 +93,9 @@ def scatter(points: Tensor, reference: Tensor | None, size: int = 360) -> Tensor
 
     if reference is not None:
         dots(reference, "#1f77b4")
+        draw.text((8, 6), "real", fill="#1f77b4")
     dots(points, "#ff7f0e")
+    draw.text((8, 18), "generated", fill="#ff7f0e")
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gantrain.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gantrain.checkpoint import load_checkpoint, rng_state, save_best, save_checkpoint, set_rng_state
 from gantrain.data import Data
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
@@ -77,6 +77,8 @@ class Trainer:
         max_steps: int = 1000, batch_size: int = 64, n_critic: int = 1, device: str = "auto", amp: bool | str = False,
         log_every: int = 50, sample_every: int = 500, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
         grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
+        decay_start: int | None = None, evaluator: Callable | None = None, eval_every: int | None = None,
+        best_metric: str = "fid",
     ):
         self.system, self.data, self.run_dir = system, data, Path(run_dir)
         self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
@@ -84,6 +86,9 @@ class Trainer:
         self.log_every, self.sample_every, self.checkpoint_every = log_every, sample_every, checkpoint_every
         self.keep_checkpoints, self.grid_size, self.grad_clip = keep_checkpoints, grid_size, grad_clip
         self.progress, self.resume = progress, resume
+        self.decay_start = decay_start
+        self.evaluator, self.eval_every, self.best_metric = evaluator, eval_every, best_metric
+        self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
         self.device = resolve_device(device)
         self.amp_dtype = parse_amp(amp)
         self.system.to(self.device)
@@ -93,7 +98,7 @@ class Trainer:
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.batches = data.batches(batch_size, seed, self.device)
-        self.fixed = system.fixed_inputs(grid_size, seed)
+        self.fixed = system.fixed_inputs(grid_size, seed, data)
         self.step = 0
         self.meter = Meter()
         self.make_logger = make_logger
@@ -109,9 +114,11 @@ class Trainer:
         if start >= self.max_steps:
             log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.max_steps)
         clock, images = time.perf_counter(), 0
-        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=not self.progress)
+        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=None if self.progress else True)  # None: a bar on terminals, none in log files
         with logging_redirect_tqdm():
             while self.step < self.max_steps:
+                self.set_learning_rates()
                 measure = (self.step + 1) % self.log_every == 0
                 for _ in range(self.n_critic):  # update D
                     batch = next(self.batches)
@@ -123,12 +130,15 @@ class Trainer:
                 )
                 self.meter.add(stats)
                 self.step += 1
+                self.system.after_g_step(self.step)
                 images += self.batch_size * self.n_critic
                 bar.update(1)
                 if self.step % self.log_every == 0:
                     clock, images = self.log_scalars(bar, clock, images)
                 if self.step % self.sample_every == 0:
                     self.sample()
+                if self.eval_every and self.step % self.eval_every == 0:
+                    self.evaluate()
                 if self.step % self.checkpoint_every == 0:
                     self.save()
             bar.close()
@@ -151,6 +161,32 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
         return stats
+
+    def set_learning_rates(self) -> None:
+        """Constant learning rates, then (with trainer.decay_start) a linear decay to zero at max_steps."""
+        if self.decay_start is None:
+            return
+        span = max(self.max_steps - self.decay_start, 1)
+        factor = min(1.0, max(0.0, (self.max_steps - self.step) / span))
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+
+    def evaluate(self) -> None:
+        """Metrics of the current generator (EMA when present), logged; checkpoints/best.pt follows the best."""
+        started = time.perf_counter()
+        values = self.evaluator(self.system, self.step)
+        seconds = time.perf_counter() - started
+        self.logger.scalars({f"metrics/{k}": v for k, v in values.items()} | {"perf/eval_seconds": seconds}, self.step)
+        log.info("step %d: %s (%.1f s)", self.step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds)
+        value = values.get(self.best_metric)
+        if value is None:
+            return
+        higher = self.best_metric in getattr(self.evaluator, "higher_is_better", ())
+        if not self.best or (value > self.best["value"] if higher else value < self.best["value"]):
+            self.best = {"metric": self.best_metric, "value": float(value), "step": self.step}
+            save_best(self.state_dict(), self.run_dir / "checkpoints")
 
     # ---------------------------------------------------------------- logging and sampling
     def log_scalars(self, bar, clock: float, images: int) -> tuple[float, int]:
@@ -176,6 +212,8 @@ class Trainer:
         """Last grid and checkpoint (unless this step already has them), final.png and progress.gif."""
         if self.logger.last_grid is None or self.step % self.sample_every:
             self.sample()
+        if self.eval_every and self.step % self.eval_every:
+            self.evaluate()
         if self.step % self.checkpoint_every or not (self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt").exists():
             self.save()
         self.logger.finish()
@@ -194,6 +232,7 @@ class Trainer:
             "batches": self.batches.state_dict(),
             "data_shape": list(self.data.shape),
             "num_classes": self.data.num_classes,
+            "best": self.best,
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
             **self.meta,
         }
@@ -218,6 +257,7 @@ class Trainer:
         self.scaler_d.load_state_dict(state["scalers"]["discriminator"])
         self.batches.load_state_dict(state["batches"])
         self.fixed = state["fixed"]
+        self.best = state.get("best", {})
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", state["path"], self.step)

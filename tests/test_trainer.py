@@ -130,3 +130,13 @@ def test_load_checkpoint_refuses_code(tmp_path):
     path.write_bytes(pickle.dumps({"format_version": 1, "x": Evil()}, protocol=2))
     with pytest.raises(UserError, match="cannot read checkpoint"):
         load_checkpoint(path)
+
+
+def test_learning_rates_decay_linearly_after_decay_start(tmp_path):
+    trainer = train(tmp_path, "trainer.max_steps=10", "trainer.decay_start=5", "trainer.log_every=1", "optim.lr=1e-3")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    lrs = {e.step: e.value for e in events.Scalars("lr/G")}
+    assert lrs[5] == pytest.approx(1e-3)  # steps 1..6 run at the full rate: step 6 starts at decay_start
+    assert [round(lrs[s] / 1e-3, 4) for s in range(6, 11)] == [1.0, 0.8, 0.6, 0.4, 0.2]  # the rate each step used
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(0.2e-3)

@@ -13,6 +13,8 @@ Stats = dict[str, Tensor]  # detached scalars, read by the Trainer only at the l
 class GAN(nn.Module):
     """G maps noise z (B, z_dim) to samples; D maps samples to logits (B,); the loss scores the logits."""
 
+    networks = {"generator": "generator", "discriminator": "discriminator"}  # argument -> cfg.model node
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal"):
         super().__init__()
         if z_dist not in ("normal", "uniform"):
@@ -59,7 +61,10 @@ class GAN(nn.Module):
     def after_d_step(self) -> None:
         """Hook run after every D optimizer step (weight clipping lives here for WGAN)."""
 
-    def fixed_inputs(self, n: int, seed: int) -> dict[str, Tensor]:
+    def after_g_step(self, step: int) -> None:
+        """Hook run after every G optimizer step (an EMA of G updates here)."""
+
+    def fixed_inputs(self, n: int, seed: int, data=None) -> dict[str, Tensor]:
         """The inputs of the progress grids, drawn once per run and kept in the checkpoint."""
         return {"z": self.noise(n, torch.Generator().manual_seed(seed), device=torch.device("cpu"))}
 
