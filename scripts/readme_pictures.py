@@ -49,7 +49,8 @@ def main() -> None:
         if picture.width > 300:  # keep docs/ small: a few hundred KB for all pictures
             picture = picture.resize((300, round(300 * picture.height / picture.width)), Image.LANCZOS)
         (REPO / "docs").mkdir(exist_ok=True)
-        picture.save(REPO / "docs" / f"{name}.png", optimize=True)
+        picture = picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        picture.save(REPO / "docs" / f"{name}.png", optimize=True)  # a 256-colour palette keeps it small
         print(f"{name}: {minutes:.1f} min  {' '.join(command[:-1])}", flush=True)
 
 
