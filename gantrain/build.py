@@ -12,9 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from gantrain.data import Data
 from gantrain.errors import UserError
-from gantrain.trainer import Trainer
+from gantrain.device import resolve_device
+from gantrain.trainer import Trainer, parse_amp
 
-POSITIVE_TRAINER_KEYS = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every", "grid_size")
+POSITIVE_TRAINER_KEYS = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
+                         "grid_size", "keep_checkpoints")
 
 
 def instantiate(node, **kwargs):
@@ -22,8 +24,13 @@ def instantiate(node, **kwargs):
     try:
         return hydra_instantiate(node, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, UserError):
-            raise err.__cause__ from None
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, TypeError) and "argument" in str(cause):  # a key the target does not take
+            where = node._get_full_key(None) if isinstance(node, DictConfig) else "the config"
+            raise UserError(f"{where}: {cause} (an experiment preset or override set a key this option does not "
+                            f"have; remove it or pick the matching option)") from None
         raise
 
 
@@ -56,11 +63,32 @@ def check_trainer(trainer: DictConfig) -> None:
         value = trainer.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"trainer.{key}={value}: must be a positive integer")
+    for key in ("eval_every", "decay_start", "grad_clip"):
+        value = trainer.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+            raise UserError(f"trainer.{key}={value}: must be a non-negative number or null")
+    parse_amp(trainer.get("amp"))
+    resolve_device(trainer.get("device", "auto"))
+    if trainer.get("nan_policy", "stop") not in ("stop", "skip"):
+        raise UserError(f"trainer.nan_policy={trainer.get('nan_policy')}: use stop or skip")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values that would only fail later, checked before anything is built: one line per problem."""
+    check_trainer(cfg.trainer)
+    for net in ("generator", "discriminator"):
+        lr = OmegaConf.select(cfg, f"optim.{net}.lr", default=None)
+        if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
+            raise UserError(f"optim.{net}.lr={lr}: a learning rate must be a positive number (set optim.lr=...)")
+    for key in ("data.image_size", "model.z_dim"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UserError(f"{key}={value}: must be a positive integer")
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None) -> Trainer:
     """Everything a run needs, seeded by cfg.seed before any weight is drawn."""
-    check_trainer(cfg.trainer)
+    check_config(cfg)
     seed_everything(cfg.seed)
     data = build_data(cfg)
     system = build_system(cfg, data.shape)

@@ -1,5 +1,6 @@
 """Checkpoint files: atomic writes, safe reads (weights_only=True), RNG state capture and restore."""
 
+import logging
 import os
 import random
 import shutil
@@ -10,6 +11,7 @@ import torch
 
 from gantrain.errors import UserError
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 LAST = "last.pt"
 
@@ -60,6 +62,9 @@ def _atomic_link(src: Path, dst: Path) -> None:
 def save_checkpoint(state: dict, directory: Path, step: int, keep: int) -> Path:
     """Write step_XXXXXXX.pt and last.pt; keep only the newest `keep` numbered files."""
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".*.tmp*"):  # half-written files of a process that was killed
+        if not stale.name.endswith(f"tmp{os.getpid()}"):
+            stale.unlink(missing_ok=True)
     path = directory / f"step_{step:07d}.pt"
     _atomic_save({"format_version": FORMAT_VERSION, **state}, path)
     _atomic_link(path, directory / LAST)
@@ -81,32 +86,53 @@ def numbered_checkpoints(directory: Path) -> list[Path]:
     return sorted(directory.glob("step_*.pt"))
 
 
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A .pt file as given, or the newest checkpoint of a run directory (its checkpoints/last.pt)."""
+def candidates(path: str | os.PathLike) -> list[Path]:
+    """Checkpoints to try, best first: the one named (a run directory names its last.pt), then the
+    older numbered ones beside it, newest first, to fall back on when a file is damaged."""
     p = Path(path).expanduser()
-    if p.is_file():
-        return p
     if p.is_dir():
-        for candidate in (p / "checkpoints" / LAST, p / LAST):
-            if candidate.is_file():
-                return candidate
-        numbered = numbered_checkpoints(p / "checkpoints") or numbered_checkpoints(p)
-        if numbered:
-            return numbered[-1]
-        raise UserError(f"no checkpoint in {p} (looked for checkpoints/{LAST}): point at a run directory or a .pt file")
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        found = ([folder / LAST] if (folder / LAST).is_file() else []) + numbered_checkpoints(folder)[::-1]
+        if not found:
+            raise UserError(f"no checkpoint in {p} (looked for checkpoints/{LAST}): point at a run directory or a .pt file")
+        return found
+    if p.is_file():
+        older = [c for c in numbered_checkpoints(p.parent)[::-1] if c != p and (p.name == LAST or c.name < p.name)]
+        return [p, *older]
     raise UserError(f"{p} does not exist: point at a run directory (outputs/DATE/TIME) or a checkpoint .pt file")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without executing any code from it (weights_only=True)."""
-    path = find_checkpoint(path)
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint a path names: a .pt file as given, or a run directory's newest checkpoint."""
+    return candidates(path)[0]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """One checkpoint file, read without executing any code from it (weights_only=True)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle refused, truncated or not a torch file at all
-        raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0][:200]}") from err
+        raise UserError(f"cannot read checkpoint {path}: {str(err).strip().splitlines()[0][:200]}") from err
     if not isinstance(state, dict) or "format_version" not in state:
         raise UserError(f"{path} is not a gantrain checkpoint (no format_version key)")
     if state["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path} has format {state['format_version']}, newer than this gantrain ({FORMAT_VERSION}): upgrade gantrain")
     state["path"] = str(path)
     return state
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The newest readable checkpoint at `path`; a damaged file is reported in one line and skipped."""
+    errors, files = [], candidates(path)
+    for i, candidate in enumerate(files):
+        try:
+            state = read_checkpoint(candidate)
+        except UserError as err:
+            errors.append(str(err))
+            if i + 1 < len(files):
+                log.warning("%s; trying %s", err, files[i + 1].name)
+            continue
+        if errors:
+            log.warning("resuming from %s instead", candidate)
+        return state
+    raise UserError(errors[0] if len(errors) == 1 else f"no readable checkpoint at {path} ({len(errors)} tried): {errors[0]}")

@@ -2,16 +2,18 @@
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gantrain.errors import UserError
+from gantrain.errors import Interrupted, TrainingDiverged, UserError
 
 log = logging.getLogger("gantrain")
 CONFIG_PATH = "pkg://gantrain.configs"
@@ -45,26 +47,67 @@ OmegaConf.register_new_resolver("gantrain_hydra_subdir", _resolver_hydra_subdir,
 
 
 # ------------------------------------------------------------------ errors
+EXIT_STATUS = {UserError: 2, TrainingDiverged: 1}
+
+
 def reports_user_errors(task):
-    """A UserError becomes one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the trace)."""
+    """Known failures become one line on stderr and an exit status (HYDRA_FULL_ERROR=1 shows the trace).
+
+    In a sweep, a failing job is recorded (FAILED in its directory, read by SweepSummary) and the
+    other jobs go on; Ctrl-C / SIGTERM still stop everything.
+    """
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig):
         try:
             return task(cfg)
-        except UserError as err:
-            import os
-
-            if os.environ.get("HYDRA_FULL_ERROR") == "1" or _is_multirun():
-                raise  # a sweep records the failure and goes on with the other jobs
-            print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
-            sys.exit(2)
+        except Interrupted as err:
+            print(f"{prog_name()}: {err}", file=sys.stderr)
+            sys.exit(128 + err.signum)
+        except Exception as err:
+            known = type(err) in EXIT_STATUS or isinstance(err, UserError)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (known or _is_multirun()):
+                raise
+            if _is_multirun():
+                mark_failed(err, known)
+                return None
+            print(f"{prog_name()}: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_STATUS.get(type(err), 2))
 
     return wrapper
 
 
+def prog_name() -> str:
+    return Path(sys.argv[0]).name
+
+
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def mark_failed(err: Exception, known: bool) -> None:
+    """A sweep job's failure: logged (with the trace when unexpected) and written to its FAILED file."""
+    if known:
+        log.error("%s", err)
+    else:
+        log.exception("job failed")
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    (Path(HydraConfig.get().runtime.output_dir) / "FAILED").write_text(f"{type(err).__name__}: {reason}\n")
+
+
+class SweepSummary(Callback):
+    """At the end of `gantrain -m`: which jobs failed and why; exit status 1 when any did."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
+        failed = [p for p in jobs if (p / "FAILED").is_file()]
+        print(f"sweep {sweep}: {len(jobs) - len(failed)} of {len(jobs)} jobs succeeded", file=sys.stderr)
+        for job in failed:
+            overrides = " ".join(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+            print(f"  job {job.name} ({overrides}) failed: {(job / 'FAILED').read_text().strip()}", file=sys.stderr)
+        if failed:
+            sys.exit(1)
 
 
 # ------------------------------------------------------------------ overrides
@@ -128,6 +171,14 @@ def _train(cfg: DictConfig) -> None:
 
 def train() -> None:
     """`gantrain [group=option ...] [key=value ...]`: train a GAN."""
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        from gantrain.cli_checks import check_command_line
+
+        try:  # typos and bad values, in one line, before Hydra creates a run directory
+            check_command_line(sys.argv[1:])
+        except UserError as err:
+            print(f"{prog_name()}: error: {err}", file=sys.stderr)
+            sys.exit(2)
     _train()
 
 

@@ -7,6 +7,7 @@ two optimizers, and owns devices, AMP, the step counter and everything written t
 import contextlib
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,8 +20,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from gantrain.checkpoint import load_checkpoint, rng_state, save_best, save_checkpoint, set_rng_state
 from gantrain.data import Data
 from gantrain.device import resolve_device
-from gantrain.errors import UserError
+from gantrain.errors import Interrupted, TrainingDiverged, UserError
 from gantrain.loggers import RunLogger
+from gantrain.safety import DivergenceWatch, stop_on_signals
 
 log = logging.getLogger(__name__)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,7 +80,7 @@ class Trainer:
         log_every: int = 50, sample_every: int = 500, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
         grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
         decay_start: int | None = None, evaluator: Callable | None = None, eval_every: int | None = None,
-        best_metric: str = "fid",
+        best_metric: str = "fid", nan_policy: str = "stop",
     ):
         self.system, self.data, self.run_dir = system, data, Path(run_dir)
         self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
@@ -89,6 +91,10 @@ class Trainer:
         self.decay_start = decay_start
         self.evaluator, self.eval_every, self.best_metric = evaluator, eval_every, best_metric
         self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
+        if nan_policy not in ("stop", "skip"):
+            raise UserError(f"trainer.nan_policy={nan_policy}: use stop or skip")
+        self.nan_policy, self.skipped = nan_policy, 0
+        self.saved_step, self.saved_path = -1, None
         self.device = resolve_device(device)
         self.amp_dtype = parse_amp(amp)
         self.system.to(self.device)
@@ -106,58 +112,88 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> None:
+        """Train to max_steps: update D (n_critic times), update G, then log, sample, evaluate, checkpoint."""
+        self.begin()
+        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=None if self.progress else True)  # None: a bar on terminals, none in log files
+        try:
+            with logging_redirect_tqdm(), stop_on_signals() as stop:
+                while self.step < self.max_steps and stop.signum is None:
+                    self.train_step()
+                    bar.update(1)
+                    self.periodic(bar)
+        except BaseException:
+            self.logger.close()  # TensorBoard keeps what was logged, whatever went wrong
+            raise
+        finally:
+            bar.close()
+        if stop.signum is not None:
+            self.interrupt(stop.signum)
+        self.finish()
+
+    def begin(self) -> None:
+        """Resume (or start), open the logger, show the real data once."""
         start = self.load(self.resume) if self.resume else 0
-        self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start are kept
+        self.watch = DivergenceWatch(self.device, start)
+        self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start stay
         if start == 0:
             self.logger.grid("real", self.data.preview(self.grid_size, self.seed), 0)
             self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0})
         if start >= self.max_steps:
             log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.max_steps)
-        clock, images = time.perf_counter(), 0
-        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=None if self.progress else True)  # None: a bar on terminals, none in log files
-        with logging_redirect_tqdm():
-            while self.step < self.max_steps:
-                self.set_learning_rates()
-                measure = (self.step + 1) % self.log_every == 0
-                for _ in range(self.n_critic):  # update D
-                    batch = next(self.batches)
-                    stats = self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure)
-                    self.system.after_d_step()
-                    self.meter.add(stats)
-                stats = self.update(  # update G; D's weights need no gradient here
-                    self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure, frozen_params=self.d_params
-                )
-                self.meter.add(stats)
-                self.step += 1
-                self.system.after_g_step(self.step)
-                images += self.batch_size * self.n_critic
-                bar.update(1)
-                if self.step % self.log_every == 0:
-                    clock, images = self.log_scalars(bar, clock, images)
-                if self.step % self.sample_every == 0:
-                    self.sample()
-                if self.eval_every and self.step % self.eval_every == 0:
-                    self.evaluate()
-                if self.step % self.checkpoint_every == 0:
-                    self.save()
-            bar.close()
-        self.finish()
+        self.clock, self.images = time.perf_counter(), 0
+
+    def train_step(self) -> None:
+        """n_critic D updates, then one G update through the just-updated D (whose weights stay frozen)."""
+        self.set_learning_rates()
+        measure = (self.step + 1) % self.log_every == 0
+        for _ in range(self.n_critic):
+            batch = next(self.batches)
+            self.meter.add(self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure))
+            self.system.after_d_step()
+        self.meter.add(self.update(self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure,
+                                   frozen_params=self.d_params))
+        self.step += 1
+        self.watch.advance()
+        self.system.after_g_step(self.step)
+        self.images += self.batch_size * self.n_critic
+
+    def periodic(self, bar) -> None:
+        if self.step % self.log_every == 0:
+            self.log_scalars(bar)
+        if self.step % self.sample_every == 0:
+            self.sample()
+        if self.eval_every and self.step % self.eval_every == 0:
+            self.evaluate()
+        if self.step % self.checkpoint_every == 0:
+            self.save()
 
     def update(self, opt, scaler, loss_fn, batch, params, name: str, measure: bool, frozen_params=()) -> dict[str, Tensor]:
-        """One optimizer step on loss_fn(batch); measures the gradient norm on logging steps (or when clipping)."""
+        """One optimizer step on loss_fn(batch); measures the gradient norm on logging steps (or when clipping).
+
+        With trainer.nan_policy=skip an update whose loss or gradients are not finite is dropped (this
+        costs one host-device sync per update); with `stop` the loss is only watched on the device.
+        """
         with frozen(list(frozen_params)), torch.autocast(self.device.type, self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, stats = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        if measure or self.grad_clip:
+        skip_bad = self.nan_policy == "skip"
+        if measure or self.grad_clip or skip_bad:
             scaler.unscale_(opt)
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+            if skip_bad and not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
+                opt.zero_grad(set_to_none=True)
+                scaler.update()
+                self.skipped += 1
+                return {}
             if self.grad_clip:
                 torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, norm)
             if measure:
                 stats[f"grad_norm/{name}"] = norm.detach()
+        if not skip_bad:
+            self.watch.observe(loss)
         scaler.step(opt)
         scaler.update()
         return stats
@@ -189,18 +225,22 @@ class Trainer:
             save_best(self.state_dict(), self.run_dir / "checkpoints")
 
     # ---------------------------------------------------------------- logging and sampling
-    def log_scalars(self, bar, clock: float, images: int) -> tuple[float, int]:
+    def log_scalars(self, bar) -> None:
         values = self.meter.read()  # the one host-device sync of the interval
+        self.check_finite()
         now = time.perf_counter()
-        values["perf/images_per_sec"] = images / max(now - clock, 1e-9)
+        values["perf/images_per_sec"] = self.images / max(now - self.clock, 1e-9)
+        if self.nan_policy == "skip":
+            values["perf/skipped_updates"] = self.skipped
         values["lr/G"], values["lr/D"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
         self.logger.scalars(values, self.step)
         bar.set_postfix(loss_D=f"{values.get('loss/D', math.nan):.3f}", loss_G=f"{values.get('loss/G', math.nan):.3f}",
                         img_s=f"{values['perf/images_per_sec']:.0f}", refresh=False)
         self.last_values = values
-        return now, 0
+        self.clock, self.images = now, 0
 
     def sample(self) -> None:
+        self.check_finite()  # a diverged generator's grid would only show noise
         self.logger.grid("samples", self.system.preview(self.fixed), self.step)
         v = getattr(self, "last_values", {})
         log.info("step %d/%d  loss_D %.4f  loss_G %.4f  D(x) %.3f  D(G(z)) %.3f / %.3f  %.0f img/s", self.step, self.max_steps,
@@ -214,11 +254,33 @@ class Trainer:
             self.sample()
         if self.eval_every and self.step % self.eval_every:
             self.evaluate()
-        if self.step % self.checkpoint_every or not (self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt").exists():
+        if self.saved_step != self.step:
             self.save()
         self.logger.finish()
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
                  self.run_dir / "checkpoints" / "last.pt")
+
+    def interrupt(self, signum: int) -> None:
+        """After SIGINT/SIGTERM: checkpoint this step, flush TensorBoard, and say how to resume."""
+        if self.saved_step != self.step:
+            self.save()
+        self.logger.close()
+        name = signal.Signals(signum).name
+        raise Interrupted(f"stopped by {name} at step {self.step}/{self.max_steps}; checkpoint written. "
+                          f"Resume with: gantrain trainer.resume={self.run_dir}", signum)
+
+    def check_finite(self) -> None:
+        """Stop the run (keeping the last good checkpoint) once a loss has been NaN or infinite."""
+        if self.nan_policy == "skip":
+            return
+        bad = self.watch.first_bad_step()
+        if bad is None:
+            return
+        kept = f"the last good checkpoint is {self.saved_path}" if self.saved_path else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite at step {bad}: lower the learning rates (optim.lr), use trainer.amp=bf16 "
+            f"or false instead of fp16, or set trainer.grad_clip; {kept} (trainer.nan_policy=skip drops such updates)"
+        )
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -238,11 +300,18 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+        self.check_finite()  # never write a checkpoint of a diverged model
+        self.saved_path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+        self.saved_step = self.step
+        return self.saved_path
 
     def load(self, path: str) -> int:
         """Restore everything a step depends on; returns the step to continue from."""
         state = load_checkpoint(path)
+        saved_shape = tuple(state.get("data_shape", self.data.shape))
+        if saved_shape != tuple(self.data.shape):
+            raise UserError(f"checkpoint {state['path']} was trained on samples of shape {'x'.join(map(str, saved_shape))}, "
+                            f"this data gives {'x'.join(map(str, self.data.shape))}: resume with the same data and image size")
         for name, module in self.system.checkpoint_modules().items():
             if name not in state:
                 raise UserError(f"checkpoint {state['path']} has no '{name}' weights: it was not written by this kind of model")
@@ -250,7 +319,8 @@ class Trainer:
                 module.load_state_dict(state[name])
             except RuntimeError as err:
                 detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
-                raise UserError(f"checkpoint {state['path']} does not fit this {name}: {detail}") from err
+                was = state.get("choices", {}).get("model", "another model")
+                raise UserError(f"checkpoint {state['path']} (model={was}) does not fit this {name}: {detail}") from err
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
         self.scaler_g.load_state_dict(state["scalers"]["generator"])
@@ -259,6 +329,7 @@ class Trainer:
         self.fixed = state["fixed"]
         self.best = state.get("best", {})
         set_rng_state(state["rng"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
+        self.saved_path = Path(state["path"])
         log.info("resumed from %s at step %d", state["path"], self.step)
         return self.step

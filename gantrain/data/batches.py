@@ -4,10 +4,14 @@ Each epoch's order (and its random flips) comes from a generator seeded by (seed
 resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
 """
 
+import logging
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+log = logging.getLogger(__name__)
+UNREADABLE = -2  # the label a streamed dataset gives a file it could not decode; such rows are dropped
 Batch = dict[str, Tensor]  # {"real": (B, C, H, W) float in [-1, 1], "label": (B,) int64 when labelled}
 
 
@@ -95,8 +99,10 @@ class LoaderBatches(Batches):
         self.loader = DataLoader(
             dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # its own seed source: the global RNG stays untouched
         )
         self._iter, self._flips_epoch = None, -1
+        self.unreadable = 0
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -109,12 +115,18 @@ class LoaderBatches(Batches):
             self.sampler.epoch, self.sampler.start = self.epoch, self.position * self.batch_size
             self._iter = iter(self.loader)
         images, labels = next(self._iter)
+        readable = labels != UNREADABLE
+        if not readable.all():  # a damaged file found mid-run: train on the rest of the batch
+            self.unreadable += int((~readable).sum())
+            log.warning("skipped %d unreadable file(s) so far", self.unreadable)
+            images, labels = images[readable], labels[readable]
         if self._flips_epoch != self.epoch:
             self._flips, self._flips_epoch = epoch_order(self.n, self.seed, self.epoch)[1], self.epoch
         span = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
+        flips = self._flips[span][readable]
         self.position += 1
         non_blocking = self.device.type == "cuda"
-        batch = {"real": self._finish(images.to(self.device, non_blocking=non_blocking), self._flips[span].to(self.device))}
+        batch = {"real": self._finish(images.to(self.device, non_blocking=non_blocking), flips.to(self.device))}
         if labels.numel() and labels.min() >= 0:
             batch["label"] = labels.to(self.device, non_blocking=non_blocking)
         return batch

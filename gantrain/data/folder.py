@@ -9,11 +9,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from gantrain.data.base import Data, StreamData, TensorData
+from gantrain.data.batches import UNREADABLE
 from gantrain.errors import UserError
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-UNREADABLE = -2  # label of a file PIL could not decode; filtered out when decoding into memory
 
 
 def scan(root: Path) -> tuple[list[Path], list[int], list[str]]:

@@ -1,0 +1,183 @@
+"""Interruptions, kills, NaNs, damaged checkpoints and bad input: work is never lost, errors are one line."""
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_config
+from gantrain.build import build_trainer
+from gantrain.checkpoint import load_checkpoint, numbered_checkpoints, read_checkpoint
+from gantrain.errors import TrainingDiverged, UserError
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.log_every=1"]
+LONG = ["trainer.max_steps=100000", "trainer.checkpoint_every=3", "trainer.sample_every=100000"]
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["gantrain", *args, f"hydra.run.dir={run_dir}"], env=ENV, cwd=run_dir.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(every)
+
+
+def newest_complete_step(run_dir: Path) -> int | None:
+    """The highest step among numbered checkpoints that read back in full."""
+    for path in numbered_checkpoints(run_dir / "checkpoints")[::-1]:
+        try:
+            return read_checkpoint(path)["step"]
+        except UserError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_the_step_saves_and_resumes(tmp_path, signum):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, *TINY, *LONG)
+    wait_for(lambda: (run_dir / "checkpoints" / "step_0000003.pt").exists())
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert f"Resume with: gantrain trainer.resume={run_dir}" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    state = load_checkpoint(run_dir)
+    stopped_at = state["step"]
+    assert f"at step {stopped_at}/" in err  # the checkpoint is of the step the message names
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert events.Scalars("loss/D")[-1].step == stopped_at  # TensorBoard was flushed up to the last step
+    resumed = subprocess.run(["gantrain", f"trainer.resume={run_dir}", f"trainer.max_steps={stopped_at + 2}"],
+                             env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(run_dir)["step"] == stopped_at + 2
+
+
+def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(tmp_path):
+    """20 kills, half of them the moment a checkpoint file is being written; each time the run resumes."""
+    rng = random.Random(0)
+    run_dir, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    args = ["model=mlp", "data.image_size=28", "trainer=debug", "trainer.max_steps=100000", "trainer.checkpoint_every=2",
+            "trainer.log_every=1", "trainer.sample_every=100000", "trainer.keep_checkpoints=4"]
+    during_write, steps = 0, []
+    for kill in range(20):
+        before = newest_complete_step(run_dir)
+        resume = [f"trainer.resume={run_dir}"] if before is not None else []
+        proc = start(run_dir, *args, *resume)
+        mine = f"tmp{proc.pid}"
+        if kill % 2:  # the moment this process starts writing a checkpoint file
+            wait_for(lambda: ckpt.is_dir() and any(p.name.endswith(mine) for p in ckpt.iterdir()), every=0.0005)
+        else:  # a random moment after this process wrote a checkpoint of its own
+            wait_for(lambda: (newest_complete_step(run_dir) or -1) > (before or -1), every=0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+        proc.kill()
+        proc.communicate()
+        during_write += any(p.name.endswith(mine) for p in ckpt.iterdir())
+        expected = newest_complete_step(run_dir)
+        assert expected is not None and expected > (before or -1) - 1
+        state = load_checkpoint(run_dir)
+        assert state["step"] == expected, f"kill {kill}: loaded step {state['step']}, newest complete is {expected}"
+        assert all(torch.isfinite(v).all() for v in state["generator"].values())
+        steps.append(expected)
+    assert steps == sorted(steps) and steps[-1] >= 20  # every restart resumed and went further
+    assert during_write >= 5  # the kills really hit checkpoint writes
+
+
+def test_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, caplog):
+    cfg = compose_config(*TINY, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
+    build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)}).fit()
+    newest = tmp_path / "checkpoints" / "step_0000006.pt"  # last.pt is a hard link to it: damaged too
+    newest.write_bytes(newest.read_bytes()[:1000])
+    state = load_checkpoint(tmp_path)
+    assert state["step"] == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("cannot read checkpoint" in w and "step_0000006" not in w.split(";")[1] for w in warnings)
+    assert all("\n" not in w for w in warnings)
+
+
+def test_nan_stops_the_run_naming_the_step_and_keeps_good_checkpoints(tmp_path):
+    cfg = compose_config(*TINY, "trainer.max_steps=40", "trainer.checkpoint_every=1", "trainer.log_every=5",
+                         "optim=sgd", "optim.lr=1e12")
+    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite at step (\d+).*optim.lr.*fp16.*last good checkpoint") as info:
+        trainer.fit()
+    bad_step = int(str(info.value).split("at step ")[1].split(":")[0])
+    saved = [read_checkpoint(p) for p in numbered_checkpoints(tmp_path / "checkpoints")]
+    assert saved and all(s["step"] < bad_step for s in saved)
+    for state in saved:
+        assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_nan_policy_skip_drops_bad_updates_and_counts_them(tmp_path):
+    cfg = compose_config(*TINY, "trainer.max_steps=12", "trainer.nan_policy=skip", "optim=sgd", "optim.lr=1e12")
+    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    trainer.fit()
+    assert trainer.step == 12 and trainer.skipped > 0
+    assert all(torch.isfinite(p).all() for p in trainer.system.parameters())
+
+
+def test_streamed_folder_skips_a_file_damaged_after_the_scan(image_tree, tmp_path):
+    from gantrain.data.folder import folder
+
+    data = folder(str(image_tree), image_size=8, in_memory=False, workers=0)
+    next(iter(image_tree.rglob("*.png"))).write_bytes(b"damaged")
+    batches = data.batches(12, 0, torch.device("cpu"))
+    batch = next(batches)
+    assert batch["real"].shape[0] == 11 and batches.unreadable == 1
+
+
+BAD_COMMAND_LINES = {
+    "unknown key": (["trainer.max_step=3"], "trainer.max_step is not a config key (did you mean trainer.max_steps?)"),
+    "unknown option": (["model=dcgn"], "model=dcgn is not an option of model (did you mean dcgan?)"),
+    "wrong type": (["trainer.batch_size=many"], "trainer.batch_size=many: must be a positive integer"),
+    "non-positive steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be a positive integer"),
+    "negative lr": (["optim.lr=-0.1"], "optim.generator.lr=-0.1: a learning rate must be a positive number"),
+    "bad amp": (["trainer.amp=fp8"], "trainer.amp=fp8: use false, bf16 or fp16"),
+    "no cuda": (["trainer.device=cuda:3"], "trainer.device=cuda:3"),
+    "unwritable dir": (["hydra.run.dir=/etc/passwd/run"], "cannot create the run directory /etc/passwd/run"),
+    "bad size": (["trainer=debug", "data.image_size=48"], "model=dcgan cannot make 48x48 images"),
+    "missing data": (["data=folder", "data.root=/nonexistent"], "data.root=/nonexistent is not a folder"),
+    "bad resume": (["trainer.resume=/nonexistent"], "/nonexistent does not exist"),
+    "syntax": (["trainer.max_steps=[1,"], "cannot read the command line"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMMAND_LINES))
+def test_bad_input_is_one_line_with_exit_status_2(case, tmp_path):
+    args, expected = BAD_COMMAND_LINES[case]
+    proc = subprocess.run(["gantrain", *args], env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gantrain: error: ") and expected in last, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hydra_full_error_shows_the_trace(tmp_path):
+    proc = subprocess.run(["gantrain", "trainer=debug", "data.image_size=48"], env={**ENV, "HYDRA_FULL_ERROR": "1"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
+    proc = subprocess.run(["gantrain", "-m", *TINY, "optim.lr=1e-4,-1,2e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "sweep" / "2" / "checkpoints" / "last.pt").is_file()
+    assert "2 of 3 jobs succeeded" in proc.stderr
+    assert "job 1 (" in proc.stderr and "optim.lr=-1" in proc.stderr and "learning rate must be a positive" in proc.stderr
