@@ -181,3 +181,23 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
     assert (tmp_path / "sweep" / "2" / "checkpoints" / "last.pt").is_file()
     assert "2 of 3 jobs succeeded" in proc.stderr
     assert "job 1 (" in proc.stderr and "optim.lr=-1" in proc.stderr and "learning rate must be a positive" in proc.stderr
+
+
+def test_checkpoint_of_another_image_size_is_refused_naming_both(tmp_path):
+    first = compose_config(*TINY, "trainer.max_steps=2")
+    build_trainer(first, tmp_path / "a", meta={"config": OmegaConf.to_container(first, resolve=True)}).fit()
+    other = compose_config(*TINY, "trainer.max_steps=4", "data.image_size=16", f"trainer.resume={tmp_path / 'a'}")
+    with pytest.raises(UserError, match=r"trained on samples of shape 1x32x32, this data gives 1x16x16"):
+        build_trainer(other, tmp_path / "b").fit()
+
+
+def test_images_smaller_than_the_target_are_resized_up(tmp_path):
+    from PIL import Image
+
+    from gantrain.data.folder import folder
+
+    for i in range(3):
+        Image.new("RGB", (10, 6), (200, 10 * i, 0)).save(tmp_path / f"{i}.png")
+    data = folder(str(tmp_path), image_size=32)  # Resize(32) on the short side, then CenterCrop(32)
+    assert data.shape == (3, 32, 32)
+    assert (data.x[:, 0] > 150).all()  # the colour fills the crop: upscaled, not padded
