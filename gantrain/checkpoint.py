@@ -39,7 +39,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
+def atomic_save(obj: dict, path: Path) -> None:
     """Write to a temporary file, flush it to disk, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -66,7 +66,7 @@ def save_checkpoint(state: dict, directory: Path, step: int, keep: int) -> Path:
         if not stale.name.endswith(f"tmp{os.getpid()}"):
             stale.unlink(missing_ok=True)
     path = directory / f"step_{step:07d}.pt"
-    _atomic_save({"format_version": FORMAT_VERSION, **state}, path)
+    atomic_save({"format_version": FORMAT_VERSION, **state}, path)
     _atomic_link(path, directory / LAST)
     for old in numbered_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
@@ -77,7 +77,7 @@ def save_best(state: dict, directory: Path) -> Path:
     """checkpoints/best.pt: the checkpoint with the best evaluation metric so far."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "best.pt"
-    _atomic_save({"format_version": FORMAT_VERSION, **state}, path)
+    atomic_save({"format_version": FORMAT_VERSION, **state}, path)
     return path
 
 

@@ -5,6 +5,7 @@ two optimizers, and owns devices, AMP, the step counter and everything written t
 """
 
 import contextlib
+import inspect
 import logging
 import math
 import signal
@@ -70,6 +71,23 @@ def frozen(params: list[nn.Parameter]):
             p.requires_grad_(True)
 
 
+def trained_networks(system: nn.Module) -> list[nn.Module]:
+    """The system's networks that learn: its children (or their ModuleDict entries) with trainable weights."""
+    found = []
+    for child in system.children():
+        members = child.values() if isinstance(child, nn.ModuleDict) else child if isinstance(child, nn.ModuleList) else [child]
+        found += [m for m in members if any(p.requires_grad for p in m.parameters())]
+    return found
+
+
+def make_optimizer(factory: Callable, params: list[nn.Parameter], fused: bool) -> torch.optim.Optimizer:
+    """factory(params), with the fused single-kernel update where asked for and the optimizer has one."""
+    func = getattr(factory, "func", factory)
+    if fused and "fused" in inspect.signature(func).parameters:
+        return factory(params, fused=True)
+    return factory(params)
+
+
 class Trainer:
     """Alternates `n_critic` D updates with one G update for `max_steps` steps (a step = one G update)."""
 
@@ -80,7 +98,8 @@ class Trainer:
         log_every: int = 50, sample_every: int = 500, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
         grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
         decay_start: int | None = None, evaluator: Callable | None = None, eval_every: int | None = None,
-        best_metric: str = "fid", nan_policy: str = "stop",
+        best_metric: str = "fid", nan_policy: str = "stop", channels_last: bool = False, compile: bool = False,
+        cudnn_benchmark: bool = True, fused: bool | str = "auto",
     ):
         self.system, self.data, self.run_dir = system, data, Path(run_dir)
         self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
@@ -97,9 +116,16 @@ class Trainer:
         self.saved_step, self.saved_path = -1, None
         self.device = resolve_device(device)
         self.amp_dtype = parse_amp(amp)
-        self.system.to(self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.system.to(self.device, memory_format=self.memory_format)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cudnn_benchmark  # picks the fastest conv kernels for fixed shapes
+        if compile:
+            for network in trained_networks(self.system):
+                network.compile()  # in place: state_dict keys (and so checkpoints) stay as they are
         self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
-        self.opt_g, self.opt_d = make_opt_g(self.g_params), make_opt_d(self.d_params)
+        use_fused = self.device.type == "cuda" if fused == "auto" else bool(fused)
+        self.opt_g, self.opt_d = make_optimizer(make_opt_g, self.g_params, use_fused), make_optimizer(make_opt_d, self.d_params, use_fused)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -148,7 +174,7 @@ class Trainer:
         self.set_learning_rates()
         measure = (self.step + 1) % self.log_every == 0
         for _ in range(self.n_critic):
-            batch = next(self.batches)
+            batch = self.to_memory_format(next(self.batches))
             self.meter.add(self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure))
             self.system.after_d_step()
         self.meter.add(self.update(self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure,
@@ -157,6 +183,11 @@ class Trainer:
         self.watch.advance()
         self.system.after_g_step(self.step)
         self.images += self.batch_size * self.n_critic
+
+    def to_memory_format(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.memory_format is torch.contiguous_format:
+            return batch
+        return {k: v.contiguous(memory_format=self.memory_format) if v.ndim == 4 else v for k, v in batch.items()}
 
     def periodic(self, bar) -> None:
         if self.step % self.log_every == 0:

@@ -120,3 +120,45 @@ def test_hflip_flips_about_half(image_tree):
 def test_batch_size_larger_than_data_is_refused():
     with pytest.raises(UserError, match="trainer.batch_size"):
         toy.gaussian2d(n=10).batches(11, 0, CPU)
+
+
+def test_folder_decodes_once_and_rebuilds_when_files_change(image_tree, monkeypatch):
+    calls = []
+    original = folder.decode_all
+    monkeypatch.setattr(folder, "decode_all", lambda *a: calls.append(1) or original(*a))
+    first = folder.folder(str(image_tree), image_size=16)
+    second = folder.folder(str(image_tree), image_size=16)
+    assert len(calls) == 1 and torch.equal(first.x, second.x)
+    assert len(list((image_tree / ".gantrain-cache").glob("*.pt"))) == 1
+    folder.folder(str(image_tree), image_size=8)  # other settings: their own cache entry
+    assert len(calls) == 2
+    Image.new("RGB", (40, 48), (0, 0, 0)).save(image_tree / "cats" / "new.png")
+    third = folder.folder(str(image_tree), image_size=16)
+    assert len(calls) == 3 and len(third) == len(first) + 1
+    assert len(list((image_tree / ".gantrain-cache").glob("*.pt"))) == 2  # the stale 16px entry was replaced
+
+
+def test_read_only_data_caches_in_the_user_folder(image_tree, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    real_touch = Path.touch
+
+    def touch(self, *args, **kwargs):
+        if str(self).startswith(str(image_tree)):
+            raise PermissionError(13, "Read-only file system")
+        return real_touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "touch", touch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder.folder(str(image_tree), image_size=16)
+    assert len(list((tmp_path / "xdg" / "gantrain").glob("*.pt"))) == 1
+
+
+def test_mnist_dataloader_path_matches_memory(mnist_root):
+    memory = torchvision_sets.mnist(root=str(mnist_root))
+    stream = torchvision_sets.mnist(root=str(mnist_root), in_memory=False, workers=0)
+    assert isinstance(stream, StreamData)
+    a, b = memory.batches(16, 2, CPU), stream.batches(16, 2, CPU)
+    for _ in range(5):
+        x, y = next(a), next(b)
+        assert torch.equal(x["real"], y["real"]) and torch.equal(x["label"], y["label"])

@@ -1,6 +1,7 @@
 """Any folder tree of images (class sub-folders give labels), and aligned CelebA, at a square size."""
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gantrain.data.base import Data, StreamData, TensorData
 from gantrain.data.batches import UNREADABLE
+from gantrain.data.cache import cached_decode
 from gantrain.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -51,40 +53,47 @@ class ImageFiles(Dataset):
             return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), UNREADABLE
 
 
-def decode_all(files: ImageFiles, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every file once with `workers` processes; drop unreadable ones and say how many."""
-    loader = DataLoader(files, batch_size=256, num_workers=workers)
-    parts = list(loader)
+def decode_all(files: ImageFiles, workers: int) -> dict:
+    """Decode every file once with `workers` processes; unreadable ones are dropped and counted."""
+    parts = list(DataLoader(files, batch_size=256, num_workers=workers))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     ok = labels != UNREADABLE
-    if not ok.all():
-        log.warning("skipped %d unreadable file(s) of %d", int((~ok).sum()), len(ok))
-    if not ok.any():
-        raise UserError(f"none of the {len(ok)} image files could be read: check data.root")
-    return images[ok], labels[ok]
+    return {"images": images[ok], "labels": labels[ok], "unreadable": int((~ok).sum())}
+
+
+def memory_budget_mb(limit: str | int) -> float:
+    """memory_limit_mb=auto: half of the memory available now."""
+    if limit != "auto":
+        return float(limit)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20 / 2
 
 
 def folder(
-    root: str, image_size: int = 64, channels: int = 3, in_memory: str | bool = "auto", memory_limit_mb: int = 1024,
-    hflip: bool = False, workers: int = 2, name: str = "folder",
+    root: str, image_size: int = 64, channels: int = 3, in_memory: str | bool = "auto",
+    memory_limit_mb: str | int = "auto", hflip: bool = False, workers: int = 2, name: str = "folder",
 ) -> Data:
-    """Images under `root`; decoded once into memory when they fit in memory_limit_mb (in_memory=auto)."""
+    """Images under `root`, decoded once into memory (and cached on disk) when they fit, else streamed."""
     if channels not in (1, 3):
         raise UserError(f"data.channels={channels}: use 1 (grayscale) or 3 (RGB)")
-    paths, labels, classes = scan(Path(root).expanduser())
+    base = Path(root).expanduser()
+    paths, labels, classes = scan(base)
     files = ImageFiles(paths, labels, image_size, channels)
-    shape = (channels, image_size, image_size)
     nbytes = len(paths) * channels * image_size * image_size
-    if in_memory is True or (in_memory == "auto" and nbytes <= memory_limit_mb * 2**20):
-        log.info("decoding %d images from %s into memory (%.0f MB)", len(paths), root, nbytes / 2**20)
-        images, label_tensor = decode_all(files, workers)
-        return TensorData(name, images, label_tensor if classes else None, len(classes), hflip)
-    return StreamData(name, files, shape, len(classes), hflip, workers)
+    if in_memory is True or (in_memory == "auto" and nbytes <= memory_budget_mb(memory_limit_mb) * 2**20):
+        settings = f"size={image_size} channels={channels}"
+        decoded = cached_decode(base, paths, settings, lambda: decode_all(files, workers))
+        if decoded["unreadable"]:
+            log.warning("skipped %d unreadable file(s) of %d", decoded["unreadable"], len(paths))
+        if len(decoded["images"]) == 0:
+            raise UserError(f"none of the {len(paths)} image files under {root} could be read: check data.root")
+        log.info("%d images from %s in memory (%.0f MB)", len(decoded["images"]), root, decoded["images"].numel() / 2**20)
+        return TensorData(name, decoded["images"], decoded["labels"] if classes else None, len(classes), hflip)
+    return StreamData(name, files, (channels, image_size, image_size), len(classes), hflip, workers)
 
 
 def celeba(
     root: str = "data/celeba", image_size: int = 64, download: bool = False, in_memory: str | bool = "auto",
-    memory_limit_mb: int = 1024, hflip: bool = False, workers: int = 2,
+    memory_limit_mb: str | int = "auto", hflip: bool = False, workers: int = 2,
 ) -> Data:
     """Aligned CelebA (img_align_celeba/*.jpg), Resize(64) + CenterCrop(64) as in the DCGAN tutorial."""
     base = Path(root).expanduser()
