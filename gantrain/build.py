@@ -54,7 +54,9 @@ def build_system(cfg: DictConfig, shape: tuple[int, ...]) -> torch.nn.Module:
     for argument, node in system_class.networks.items():
         extra = {"z_dim": model.z_dim} if node == "generator" and "z_dim" in model else {}
         networks[argument] = instantiate(model[node], shape=list(shape), **extra)
-    options = {k: v for k, v in model.items() if k not in set(system_class.networks.values()) and not k.startswith("_")}
+    trainer_only = {"sync_bn"}  # model keys the Trainer applies (it owns devices and DDP)
+    options = {k: v for k, v in model.items()
+               if k not in set(system_class.networks.values()) | trainer_only and not k.startswith("_")}
     return system_class(**networks, loss=instantiate(cfg.loss), **options)
 
 
@@ -100,7 +102,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     return Trainer(
         system, data,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
-        make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed, **settings,
+        make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed,
+        sync_bn=bool(cfg.model.get("sync_bn", False)), **settings,
     )
 
 

@@ -4,6 +4,7 @@ import functools
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from gantrain import distributed
 from gantrain.errors import Interrupted, TrainingDiverged, UserError
 
 log = logging.getLogger("gantrain")
@@ -78,7 +80,8 @@ def reports_user_errors(task):
 
 
 def prog_name() -> str:
-    return Path(sys.argv[0]).name
+    name = Path(sys.argv[0]).name
+    return "gantrain" if name == "__main__.py" else name  # python -m gantrain / torchrun -m gantrain
 
 
 def _is_multirun() -> bool:
@@ -163,14 +166,41 @@ def _train(cfg: DictConfig) -> None:
         cfg = resumed_config(cfg, saved.get("config", {}), saved.get("choices", {}))
         choices = saved.get("choices", choices)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # the config this run really uses
+    if distributed.is_main():
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # the config this run really uses
     meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": choices}
     log.info("run directory: %s", run_dir)
     build_trainer(cfg, run_dir, meta=meta, hparams=hparams_of(cfg)).fit()
 
 
 def train() -> None:
-    """`gantrain [group=option ...] [key=value ...]`: train a GAN."""
+    """`gantrain [group=option ...] [key=value ...]`: train a GAN (under torchrun: one process per device)."""
+    if distributed.launched_by_torchrun():
+        distributed.init_from_env()
+        sys.argv += torchrun_overrides(sys.argv[1:])
+    try:
+        _checked_train()
+    finally:
+        distributed.shutdown()
+
+
+def torchrun_overrides(argv: list[str]) -> list[str]:
+    """All ranks write into rank 0's run directory; only rank 0 writes Hydra's files and logs at INFO."""
+    if "-m" in argv or "--multirun" in argv:
+        print(f"{prog_name()}: error: torchrun runs one training job: drop -m (sweep with Hydra's launchers instead)",
+              file=sys.stderr)
+        sys.exit(2)
+    extra = []
+    stamp = distributed.broadcast_from_main(datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("trainer.resume=")), None)
+    if not any(a.startswith("hydra.run.dir=") for a in argv) and not run_dir_of(resume):
+        extra.append(f"hydra.run.dir=outputs/{stamp}")
+    if not distributed.is_main():
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.job_logging.root.level=WARNING"]
+    return extra
+
+
+def _checked_train() -> None:
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         from gantrain.cli_checks import check_command_line
 

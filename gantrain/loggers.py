@@ -108,3 +108,24 @@ def write_gif(frames: list[Path], path: Path, max_frames: int) -> None:
         frames = [frames[i] for i in sorted(set(keep))]
     images = [Image.open(f).convert("RGB") for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=300, loop=0)
+
+
+class NullLogger:
+    """What ranks other than 0 log to under torchrun: nothing."""
+
+    last_grid = None
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        pass
+
+    def grid(self, tag: str, samples: Tensor, step: int) -> None:
+        pass
+
+    def hparams(self, params: dict, metrics: dict[str, float]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

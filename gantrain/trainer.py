@@ -18,11 +18,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from gantrain import distributed
 from gantrain.checkpoint import load_checkpoint, rng_state, save_best, save_checkpoint, set_rng_state
 from gantrain.data import Data
 from gantrain.device import resolve_device
 from gantrain.errors import Interrupted, TrainingDiverged, UserError
-from gantrain.loggers import RunLogger
+from gantrain.loggers import NullLogger, RunLogger
 from gantrain.safety import DivergenceWatch, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class Trainer:
         grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
         decay_start: int | None = None, evaluator: Callable | None = None, eval_every: int | None = None,
         best_metric: str = "fid", nan_policy: str = "stop", channels_last: bool = False, compile: bool = False,
-        cudnn_benchmark: bool = True, fused: bool | str = "auto",
+        cudnn_benchmark: bool = True, fused: bool | str = "auto", sync_bn: bool = False,
     ):
         self.system, self.data, self.run_dir = system, data, Path(run_dir)
         self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
@@ -114,7 +115,8 @@ class Trainer:
             raise UserError(f"trainer.nan_policy={nan_policy}: use stop or skip")
         self.nan_policy, self.skipped = nan_policy, 0
         self.saved_step, self.saved_path = -1, None
-        self.device = resolve_device(device)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.device = distributed.device_for_rank(resolve_device(device))
         self.amp_dtype = parse_amp(amp)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.system.to(self.device, memory_format=self.memory_format)
@@ -123,13 +125,18 @@ class Trainer:
         if compile:
             for network in trained_networks(self.system):
                 network.compile()  # in place: state_dict keys (and so checkpoints) stay as they are
+        self.replicas = None
+        if self.world > 1:  # DDP: same start everywhere (rank 0's weights), a different noise stream per rank
+            self.replicas = distributed.Replicas(system, trained_networks(system), self.device, sync_bn)
+            torch.manual_seed(seed + 1_000_003 * self.rank)
         self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
         use_fused = self.device.type == "cuda" if fused == "auto" else bool(fused)
         self.opt_g, self.opt_d = make_optimizer(make_opt_g, self.g_params, use_fused), make_optimizer(make_opt_d, self.d_params, use_fused)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.batches = data.batches(batch_size, seed, self.device)
+        shard = {"rank": self.rank, "world": self.world} if self.world > 1 else {}
+        self.batches = data.batches(batch_size, seed, self.device, **shard)
         self.fixed = system.fixed_inputs(grid_size, seed, data)
         self.step = 0
         self.meter = Meter()
@@ -144,7 +151,7 @@ class Trainer:
                    disable=None if self.progress else True)  # None: a bar on terminals, none in log files
         try:
             with logging_redirect_tqdm(), stop_on_signals() as stop:
-                while self.step < self.max_steps and stop.signum is None:
+                while self.step < self.max_steps and not distributed.anyone(stop.signum is not None):
                     self.train_step()
                     bar.update(1)
                     self.periodic(bar)
@@ -153,15 +160,18 @@ class Trainer:
             raise
         finally:
             bar.close()
-        if stop.signum is not None:
-            self.interrupt(stop.signum)
+        if self.step < self.max_steps:  # a stop request, here or on another rank
+            self.interrupt(stop.signum or signal.SIGTERM)
         self.finish()
 
     def begin(self) -> None:
         """Resume (or start), open the logger, show the real data once."""
         start = self.load(self.resume) if self.resume else 0
         self.watch = DivergenceWatch(self.device, start)
-        self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start stay
+        if self.main:  # rank 0 writes the run directory; the other ranks only train
+            self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start stay
+        else:
+            self.logger = NullLogger()
         if start == 0:
             self.logger.grid("real", self.data.preview(self.grid_size, self.seed), 0)
             self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0})
@@ -173,16 +183,30 @@ class Trainer:
         """n_critic D updates, then one G update through the just-updated D (whose weights stay frozen)."""
         self.set_learning_rates()
         measure = (self.step + 1) % self.log_every == 0
-        for _ in range(self.n_critic):
+        for i in range(self.n_critic):
             batch = self.to_memory_format(next(self.batches))
-            self.meter.add(self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure))
+            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
+            with self.no_sync(self.g_params) if i < self.n_critic - 1 else contextlib.nullcontext():
+                self.meter.add(self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure))
             self.system.after_d_step()
-        self.meter.add(self.update(self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure,
-                                   frozen_params=self.d_params))
+        with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce
+            self.meter.add(self.update(self.opt_g, self.scaler_g, self.system.g_loss, batch, self.g_params, "G", measure,
+                                       frozen_params=self.d_params))
         self.step += 1
         self.watch.advance()
         self.system.after_g_step(self.step)
-        self.images += self.batch_size * self.n_critic
+        self.images += self.batch_size * self.n_critic * self.world  # all ranks together
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def no_sync(self, params: list[nn.Parameter]):
+        return self.replicas.no_sync(params) if self.replicas else contextlib.nullcontext()
+
+    def unwrapped(self):
+        """The networks without their DDP wrappers: what rank 0 samples, evaluates and saves."""
+        return self.replicas.unwrapped() if self.replicas else contextlib.nullcontext()
 
     def to_memory_format(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.memory_format is torch.contiguous_format:
@@ -242,8 +266,11 @@ class Trainer:
 
     def evaluate(self) -> None:
         """Metrics of the current generator (EMA when present), logged; checkpoints/best.pt follows the best."""
+        if not self.main:
+            return
         started = time.perf_counter()
-        values = self.evaluator(self.system, self.step)
+        with self.unwrapped():
+            values = self.evaluator(self.system, self.step)
         seconds = time.perf_counter() - started
         self.logger.scalars({f"metrics/{k}": v for k, v in values.items()} | {"perf/eval_seconds": seconds}, self.step)
         log.info("step %d: %s (%.1f s)", self.step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds)
@@ -272,7 +299,10 @@ class Trainer:
 
     def sample(self) -> None:
         self.check_finite()  # a diverged generator's grid would only show noise
-        self.logger.grid("samples", self.system.preview(self.fixed), self.step)
+        if not self.main:
+            return
+        with self.unwrapped():
+            self.logger.grid("samples", self.system.preview(self.fixed), self.step)
         v = getattr(self, "last_values", {})
         log.info("step %d/%d  loss_D %.4f  loss_G %.4f  D(x) %.3f  D(G(z)) %.3f / %.3f  %.0f img/s", self.step, self.max_steps,
                  v.get("loss/D", math.nan), v.get("loss/G", math.nan), v.get("D(x)", math.nan),
@@ -288,6 +318,10 @@ class Trainer:
         if self.saved_step != self.step:
             self.save()
         self.logger.finish()
+        if self.world > 1:
+            with self.unwrapped():
+                agree = distributed.weights_agree(trained_networks(self.system))
+            log.info("weights %s on %d ranks", "identical" if agree else "DIFFER", self.world)
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
                  self.run_dir / "checkpoints" / "last.pt")
 
@@ -315,7 +349,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        modules = {name: module.state_dict() for name, module in self.system.checkpoint_modules().items()}
+        with self.unwrapped():
+            modules = {name: module.state_dict() for name, module in self.system.checkpoint_modules().items()}
         return {
             **modules,
             "step": self.step,
@@ -332,9 +367,25 @@ class Trainer:
 
     def save(self) -> Path:
         self.check_finite()  # never write a checkpoint of a diverged model
-        self.saved_path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+        path = self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt"
+        if self.main:
+            path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+        self.saved_path = path
         self.saved_step = self.step
         return self.saved_path
+
+    def load_networks(self, state: dict) -> None:
+        """Each checkpointed network's weights, refused with the mismatch named when they do not fit."""
+        with self.unwrapped():
+            for name, module in self.system.checkpoint_modules().items():
+                if name not in state:
+                    raise UserError(f"checkpoint {state['path']} has no '{name}' weights: it was not written by this kind of model")
+                try:
+                    module.load_state_dict(state[name])
+                except RuntimeError as err:
+                    detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+                    was = state.get("choices", {}).get("model", "another model")
+                    raise UserError(f"checkpoint {state['path']} (model={was}) does not fit this {name}: {detail}") from err
 
     def load(self, path: str) -> int:
         """Restore everything a step depends on; returns the step to continue from."""
@@ -343,15 +394,7 @@ class Trainer:
         if saved_shape != tuple(self.data.shape):
             raise UserError(f"checkpoint {state['path']} was trained on samples of shape {'x'.join(map(str, saved_shape))}, "
                             f"this data gives {'x'.join(map(str, self.data.shape))}: resume with the same data and image size")
-        for name, module in self.system.checkpoint_modules().items():
-            if name not in state:
-                raise UserError(f"checkpoint {state['path']} has no '{name}' weights: it was not written by this kind of model")
-            try:
-                module.load_state_dict(state[name])
-            except RuntimeError as err:
-                detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
-                was = state.get("choices", {}).get("model", "another model")
-                raise UserError(f"checkpoint {state['path']} (model={was}) does not fit this {name}: {detail}") from err
+        self.load_networks(state)
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
         self.scaler_g.load_state_dict(state["scalers"]["generator"])
@@ -361,6 +404,8 @@ class Trainer:
         self.best = state.get("best", {})
         set_rng_state(state["rng"])
         self.step = self.saved_step = int(state["step"])
+        if self.world > 1:  # the saved streams are rank 0's: give each rank its own again
+            torch.manual_seed(self.seed + 1_000_003 * self.rank + self.step)
         self.saved_path = Path(state["path"])
         log.info("resumed from %s at step %d", state["path"], self.step)
         return self.step

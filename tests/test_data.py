@@ -118,7 +118,7 @@ def test_hflip_flips_about_half(image_tree):
 
 
 def test_batch_size_larger_than_data_is_refused():
-    with pytest.raises(UserError, match="trainer.batch_size"):
+    with pytest.raises(UserError, match="lower trainer.batch_size"):
         toy.gaussian2d(n=10).batches(11, 0, CPU)
 
 

@@ -24,7 +24,8 @@ class Data:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def batches(self, batch_size: int, seed: int, device: torch.device) -> Batches:
+    def batches(self, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1) -> Batches:
+        """Endless batches of this rank's shard (rank/world under torchrun), resumable exactly."""
         raise NotImplementedError
 
     def preview(self, n: int, seed: int = 0) -> Tensor:
@@ -32,10 +33,11 @@ class Data:
         raise NotImplementedError
 
     def _check_batch_size(self, batch_size: int) -> None:
+        """batch_size: of all ranks together."""
         if batch_size > len(self):
             raise UserError(
-                f"trainer.batch_size={batch_size} is larger than data={self.name} ({len(self)} samples): "
-                f"use trainer.batch_size<={len(self)}"
+                f"a step takes {batch_size} samples (trainer.batch_size times the number of processes), more than "
+                f"data={self.name} has ({len(self)}): lower trainer.batch_size"
             )
 
 
@@ -53,9 +55,9 @@ class TensorData(Data):
     def __len__(self) -> int:
         return len(self.x)
 
-    def batches(self, batch_size: int, seed: int, device: torch.device) -> MemoryBatches:
-        self._check_batch_size(batch_size)
-        return MemoryBatches(self.x, self.labels, batch_size, seed, device, self.hflip and self.is_image)
+    def batches(self, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1) -> MemoryBatches:
+        self._check_batch_size(batch_size * world)
+        return MemoryBatches(self.x, self.labels, batch_size, seed, device, self.hflip and self.is_image, rank, world)
 
     def preview(self, n: int, seed: int = 0) -> Tensor:
         idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
@@ -76,9 +78,9 @@ class StreamData(Data):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def batches(self, batch_size: int, seed: int, device: torch.device) -> LoaderBatches:
-        self._check_batch_size(batch_size)
-        return LoaderBatches(self.dataset, batch_size, seed, device, self.hflip, self.workers)
+    def batches(self, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1) -> LoaderBatches:
+        self._check_batch_size(batch_size * world)
+        return LoaderBatches(self.dataset, batch_size, seed, device, self.hflip, self.workers, rank, world)
 
     def preview(self, n: int, seed: int = 0) -> Tensor:
         idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed))[:n]

@@ -29,12 +29,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
 
 
 class Batches:
-    """Iterator of batches with `state_dict()` / `load_state_dict()` for exact resume."""
+    """Iterator of batches with `state_dict()` / `load_state_dict()` for exact resume.
 
-    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device, hflip: bool):
+    Under torchrun, step k of an epoch uses positions [(k * world + rank) * B, ... + B) of the epoch's
+    permutation: the ranks share one order and never see the same sample in an epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device, hflip: bool, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.seed, self.device, self.hflip = n, batch_size, seed, device, hflip
-        self.epoch, self.position = 0, 0  # position: batches already taken in this epoch
-        self.batches_per_epoch = n // batch_size  # the ragged last batch is dropped, as GANs usually do
+        self.rank, self.world = rank, world
+        self.epoch, self.position = 0, 0  # position: steps already taken in this epoch
+        self.batches_per_epoch = n // (batch_size * world)  # the ragged rest is dropped, as GANs usually do
+
+    def span(self, position: int) -> slice:
+        start = (position * self.world + self.rank) * self.batch_size
+        return slice(start, start + self.batch_size)
 
     def __iter__(self):
         return self
@@ -55,8 +64,9 @@ class Batches:
 class MemoryBatches(Batches):
     """Batches indexed straight out of a tensor on the training device: no workers, no copies per step."""
 
-    def __init__(self, x: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device, hflip: bool):
-        super().__init__(len(x), batch_size, seed, device, hflip)
+    def __init__(self, x: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device, hflip: bool,
+                 rank: int = 0, world: int = 1):
+        super().__init__(len(x), batch_size, seed, device, hflip, rank, world)
         self.x = x.to(device)
         self.labels = labels.to(device) if labels is not None else None
         self._order_epoch = -1
@@ -67,7 +77,7 @@ class MemoryBatches(Batches):
         if self._order_epoch != self.epoch:
             order, flips = epoch_order(self.n, self.seed, self.epoch)
             self._order, self._flips, self._order_epoch = order.to(self.device), flips.to(self.device), self.epoch
-        span = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
+        span = self.span(self.position)
         self.position += 1
         idx = self._order[span]
         batch = {"real": self._finish(self.x[idx], self._flips[span])}
@@ -77,25 +87,27 @@ class MemoryBatches(Batches):
 
 
 class _EpochSampler(Sampler[int]):
-    """Indices of one epoch's permutation, starting after the batches already consumed."""
+    """This rank's indices of one epoch's permutation, from step `start` on."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+    def __init__(self, batches: Batches):
+        self.batches, self.epoch, self.start = batches, 0, 0
 
     def __iter__(self):
-        order, _ = epoch_order(self.n, self.seed, self.epoch)
-        return iter(order[self.start:].tolist())
+        b = self.batches
+        order, _ = epoch_order(b.n, b.seed, self.epoch)
+        return iter(torch.cat([order[b.span(k)] for k in range(self.start, b.batches_per_epoch)]).tolist())
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return (self.batches.batches_per_epoch - self.start) * self.batches.batch_size
 
 
 class LoaderBatches(Batches):
     """Batches decoded by DataLoader workers (pinned memory, persistent workers), moved to the device."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, hflip: bool, workers: int):
-        super().__init__(len(dataset), batch_size, seed, device, hflip)
-        self.sampler = _EpochSampler(self.n, seed)
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, hflip: bool, workers: int,
+                 rank: int = 0, world: int = 1):
+        super().__init__(len(dataset), batch_size, seed, device, hflip, rank, world)
+        self.sampler = _EpochSampler(self)
         self.loader = DataLoader(
             dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
@@ -112,7 +124,7 @@ class LoaderBatches(Batches):
         if self.position >= self.batches_per_epoch:
             self.epoch, self.position, self._iter = self.epoch + 1, 0, None
         if self._iter is None:
-            self.sampler.epoch, self.sampler.start = self.epoch, self.position * self.batch_size
+            self.sampler.epoch, self.sampler.start = self.epoch, self.position
             self._iter = iter(self.loader)
         images, labels = next(self._iter)
         readable = labels != UNREADABLE
@@ -122,8 +134,7 @@ class LoaderBatches(Batches):
             images, labels = images[readable], labels[readable]
         if self._flips_epoch != self.epoch:
             self._flips, self._flips_epoch = epoch_order(self.n, self.seed, self.epoch)[1], self.epoch
-        span = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
-        flips = self._flips[span][readable]
+        flips = self._flips[self.span(self.position)][readable]
         self.position += 1
         non_blocking = self.device.type == "cuda"
         batch = {"real": self._finish(images.to(self.device, non_blocking=non_blocking), flips.to(self.device))}
