@@ -22,6 +22,9 @@ from gantrain.errors import UserError
 def check_command_line(argv: list[str], config_name: str = "config") -> None:
     """Raise UserError for the first problem of `gantrain <argv>`; flags like --help are left to Hydra."""
     args, _ = get_args_parser().parse_known_args(argv)
+    modes = [flag for flag, on in (("--run", args.run), ("-m", args.multirun), ("--cfg", args.cfg), ("--info", args.info)) if on]
+    if len(modes) > 1:
+        raise UserError(f"{' and '.join(modes)} do not go together: use one of them")
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_path or args.config_dir:
         return
     try:

@@ -122,3 +122,18 @@ def test_plain_install_finds_the_configs(tmp_path):
     env = {**ENV, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "gantrain.models.infogan.Generator"
+
+
+def test_parallel_sweep_with_the_joblib_launcher(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    proc = run("gantrain", "-m", "hydra/launcher=parallel", *TINY, "loss=bce,lsgan", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+               cwd=tmp_path)
+    assert "2 of 2 jobs succeeded" in proc.stderr
+    assert all((tmp_path / "sweep" / n / "checkpoints" / "last.pt").is_file() for n in ("0", "1"))
+
+
+def test_slurm_launcher_preset_composes(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = run("gantrain", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path).stdout
+    launcher = yaml.safe_load(out)
+    assert launcher["gpus_per_node"] == 1 and launcher["_target_"].endswith("SlurmLauncher")
