@@ -44,19 +44,32 @@ def build_data(cfg: DictConfig) -> Data:
     return instantiate(cfg.data)
 
 
-def build_system(cfg: DictConfig, shape: tuple[int, ...]) -> torch.nn.Module:
-    """Networks get the data's sample shape (and generators z_dim) at build time; the system class gets
-    them plus the loss and the rest of cfg.model. `System.networks` says which argument is built from
-    which config node, so a system with two generators (CycleGAN) builds the `generator` node twice."""
+SYSTEM_TRAINER_KEYS = ("ema", "ema_start", "diffaugment")  # trainer keys whose maths lives in the system
+
+
+def build_system(cfg: DictConfig, shape: tuple[int, ...], num_classes: int = 0) -> torch.nn.Module:
+    """Networks get the data's sample shape (generators also z_dim; conditional ones num_classes) at build
+    time; the system class gets them plus the loss, the rest of cfg.model and the trainer keys of
+    SYSTEM_TRAINER_KEYS. `System.networks` says which argument is built from which config node, so a
+    system with two generators (CycleGAN) builds the `generator` node twice."""
     model = cfg.model
     system_class = get_class(model._target_)
+    conditional = bool(model.get("conditional", False))
+    if conditional and num_classes <= 0:
+        raise UserError("model.conditional=true needs labelled data (class sub-folders, mnist, cifar10, ...): "
+                        "pick such a data set or set model.conditional=false")
     networks = {}
     for argument, node in system_class.networks.items():
         extra = {"z_dim": model.z_dim} if node == "generator" and "z_dim" in model else {}
+        if conditional:
+            extra["num_classes"] = num_classes
         networks[argument] = instantiate(model[node], shape=list(shape), **extra)
     trainer_only = {"sync_bn"}  # model keys the Trainer applies (it owns devices and DDP)
     options = {k: v for k, v in model.items()
                if k not in set(system_class.networks.values()) | trainer_only and not k.startswith("_")}
+    if conditional:
+        options["num_classes"] = num_classes
+    options |= {k: cfg.trainer[k] for k in SYSTEM_TRAINER_KEYS if k in cfg.trainer}
     return system_class(**networks, loss=instantiate(cfg.loss), **options)
 
 
@@ -93,8 +106,10 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     check_config(cfg)
     seed_everything(cfg.seed)
     data = build_data(cfg)
-    system = build_system(cfg, data.shape)
+    system = build_system(cfg, data.shape, data.num_classes)
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in SYSTEM_TRAINER_KEYS:
+        settings.pop(key, None)
     if settings.get("decay_start") is not None and not 0 <= settings["decay_start"] <= settings["max_steps"]:
         raise UserError(f"trainer.decay_start={settings['decay_start']}: must be between 0 and trainer.max_steps")
     if settings.get("eval_every"):
@@ -111,7 +126,7 @@ def system_from_checkpoint(state: dict) -> torch.nn.Module:
     """Rebuild a trained system from a loaded checkpoint: its saved config, data shape and weights."""
     if "config" not in state or "data_shape" not in state:
         raise UserError(f"checkpoint {state.get('path')} has no saved config: it was not written by gantrain's Trainer")
-    system = build_system(OmegaConf.create(state["config"]), tuple(state["data_shape"]))
+    system = build_system(OmegaConf.create(state["config"]), tuple(state["data_shape"]), state.get("num_classes", 0))
     for name, module in system.checkpoint_modules().items():
         try:
             module.load_state_dict(state[name])

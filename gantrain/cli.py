@@ -220,7 +220,7 @@ def _sample(cfg: DictConfig) -> None:
 
     if cfg.run is None:
         raise UserError("say which run to sample from: gantrain-sample run=outputs/DATE/TIME (or a .pt file)")
-    for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed):
+    for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label):
         print(path)
 
 

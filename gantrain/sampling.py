@@ -34,15 +34,18 @@ def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
     return path.with_suffix(".npz"), path.with_suffix(".png")
 
 
-def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: str, seed: int) -> list[Path]:
+def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: str, seed: int,
+                    label: int | None = None) -> list[Path]:
     if n <= 0 or batch_size <= 0:
         raise UserError(f"n={n}, batch_size={batch_size}: both must be positive")
     npz_path, png_path = output_paths(run, out)
     state = load_checkpoint(run)
     system = system_from_checkpoint(state).to(resolve_device(device)).eval()
-    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed))
+    labels = class_labels(system, n, label)
+    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **({"labels": labels} if labels is not None else {}))
     if samples.ndim == 4:
-        np.savez_compressed(npz_path, images=to_uint8(samples))
+        arrays = {"images": to_uint8(samples)} | ({"labels": labels.numpy()} if labels is not None else {})
+        np.savez_compressed(npz_path, **arrays)
         save_image(samples[:MAX_GRID], png_path, nrow=int(np.ceil(np.sqrt(min(n, MAX_GRID)))), normalize=True, value_range=(-1, 1))
     else:  # points: keep the floats, plot them over nothing
         np.savez_compressed(npz_path, points=samples.numpy())
@@ -51,3 +54,17 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
         to_pil(scatter(samples, None)).save(png_path)
     log.info("%d samples from %s (step %d) -> %s, %s", n, state["path"], state["step"], npz_path, png_path)
     return [npz_path, png_path]
+
+
+def class_labels(system, n: int, label: int | None) -> torch.Tensor | None:
+    """The classes to draw for a conditional model: all of one (`label=3`) or each in turn."""
+    classes = getattr(system, "num_classes", 0)
+    if not classes:
+        if label is not None:
+            raise UserError(f"label={label}: this model is not conditional; drop label=")
+        return None
+    if label is None:
+        return torch.arange(n) % classes
+    if not 0 <= int(label) < classes:
+        raise UserError(f"label={label}: this model knows classes 0..{classes - 1}")
+    return torch.full((n,), int(label), dtype=torch.long)

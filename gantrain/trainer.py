@@ -182,6 +182,7 @@ class Trainer:
     def train_step(self) -> None:
         """n_critic D updates, then one G update through the just-updated D (whose weights stay frozen)."""
         self.set_learning_rates()
+        self.system.step = self.step  # lazy penalties and EMA start follow the step count
         measure = (self.step + 1) % self.log_every == 0
         for i in range(self.n_critic):
             batch = self.to_memory_format(next(self.batches))

@@ -60,12 +60,13 @@ def data_overrides(tmp_path, monkeypatch):
 
 def test_groups_have_the_promised_options():
     assert {"digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gaussian2d"} <= set(options("data"))
-    assert {"dcgan", "mlp", "infogan", "mlp_bn", "toy"} <= set(options("model"))
-    assert {"bce", "minimax", "lsgan"} <= set(options("loss"))
+    assert {"dcgan", "mlp", "infogan", "mlp_bn", "toy", "resnet", "cgan", "dcgan_keras"} <= set(options("model"))
+    assert {"bce", "minimax", "lsgan", "wgan", "wgan_gp", "hinge"} <= set(options("loss"))
     assert {"adam", "rmsprop", "sgd"} <= set(options("optim"))
     assert {"default", "debug"} <= set(options("trainer"))
     assert {"cs231n_vanilla", "cs231n_lsgan", "cs231n_dcgan", "mlp_cifar10", "toy_gaussian", "dcgan_celeba",
-            "dcgan_mnist"} <= set(options("experiment"))
+            "dcgan_mnist", "wgan_mnist", "wgan_gp_cifar10", "hinge_sngan_cifar10", "cgan_mnist",
+            "keras_dcgan_celeba"} <= set(options("experiment"))
 
 
 @pytest.mark.parametrize("name", options("data"))
@@ -75,14 +76,15 @@ def test_every_data_config_instantiates(name, data_overrides):
     assert batch["real"].shape == (2, *data.shape) and batch["real"].dtype == torch.float32
 
 
-SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 28), "mlp_bn": (3, 32, 32), "toy": (2,)}
+SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 28), "mlp_bn": (3, 32, 32), "toy": (2,),
+                   "resnet": (3, 32, 32), "cgan": (1, 28, 28), "dcgan_keras": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("name", options("model"))
 def test_every_model_config_instantiates_and_takes_a_step(name):
     cfg = compose_config(f"model={name}")
-    system = build_system(cfg, SHAPE_FOR_MODEL[name])
-    batch = {"real": torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1}
+    system = build_system(cfg, SHAPE_FOR_MODEL[name], num_classes=10)
+    batch = {"real": torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1, "label": torch.randint(0, 10, (4,))}
     d_loss, stats = system.d_loss(batch)
     g_loss, _ = system.g_loss(batch)
     d_loss.backward()
@@ -127,7 +129,9 @@ def test_every_logger_config_instantiates(name, tmp_path):
 
 
 EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_dcgan": "mnist", "dcgan_mnist": "mnist",
-                   "mlp_cifar10": "cifar10", "dcgan_celeba": "celeba", "toy_gaussian": "gaussian2d"}
+                   "mlp_cifar10": "cifar10", "dcgan_celeba": "celeba", "toy_gaussian": "gaussian2d",
+                   "wgan_mnist": "mnist", "wgan_gp_cifar10": "cifar10", "hinge_sngan_cifar10": "cifar10",
+                   "cgan_mnist": "mnist", "keras_dcgan_celeba": "celeba"}
 
 
 @pytest.mark.parametrize("name", options("experiment"))

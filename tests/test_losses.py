@@ -56,3 +56,33 @@ def test_lsgan_formulas_with_half_factors():
 def test_output_is_probability_for_bce_and_score_for_lsgan():
     assert torch.allclose(losses.BCE().output(REAL), torch.sigmoid(REAL))
     assert torch.equal(losses.LSGAN().output(REAL), REAL)
+
+
+def test_wasserstein_and_hinge_by_hand():
+    assert math.isclose(losses.Wasserstein().d(REAL, FAKE).item(), FAKE.mean().item() - REAL.mean().item(), rel_tol=1e-6)
+    assert math.isclose(losses.Wasserstein().g(FAKE).item(), -FAKE.mean().item(), rel_tol=1e-6)
+    hinge = sum(max(0.0, 1 - r) for r in REAL.tolist()) / 3 + sum(max(0.0, 1 + f) for f in FAKE.tolist()) / 3
+    assert math.isclose(losses.Hinge().d(REAL, FAKE).item(), hinge, rel_tol=1e-6)
+    assert math.isclose(losses.Hinge().g(FAKE).item(), -FAKE.mean().item(), rel_tol=1e-6)
+
+
+def test_wasserstein_reports_the_critics_estimate():
+    stats = losses.Wasserstein().extra_stats(REAL, FAKE)
+    assert math.isclose(stats["D/wasserstein_estimate"].item(), REAL.mean().item() - FAKE.mean().item(), rel_tol=1e-6)
+
+
+def test_label_smoothing_for_least_squares():
+    d = 0.5 * sum((x - 0.9) ** 2 for x in REAL.tolist()) / 3 + 0.5 * sum(x**2 for x in FAKE.tolist()) / 3
+    assert math.isclose(losses.LSGAN(real_label=0.9).d(REAL, FAKE).item(), d, rel_tol=1e-6)
+
+
+def test_bad_loss_options_are_user_errors():
+    import pytest
+
+    from gantrain.errors import UserError
+
+    for bad in (dict(r1=-1.0), dict(r1_every=0), dict(gp=-2.0), dict(clip=0.0)):
+        with pytest.raises(UserError):
+            losses.Hinge(**bad)
+    with pytest.raises(UserError, match="real_label"):
+        losses.BCE(real_label=1.5)

@@ -3,42 +3,57 @@
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from gantrain.models.init import xavier_init, xavier_zero_bias_init
+from gantrain.models.layers import norm1d
 
 
 class Generator(nn.Module):
-    """CS231n: z -> FC1024-ReLU-FC1024-ReLU-FC(C*H*W)-tanh (1,858,320 params at z_dim=4 for MNIST)."""
+    """CS231n: z -> FC1024-ReLU-FC1024-ReLU-FC(C*H*W)-tanh (1,858,320 params at z_dim=4 for MNIST).
 
-    def __init__(self, shape: Sequence[int], z_dim: int = 96, hidden: int = 1024):
+    Conditional (num_classes > 0): a label embedding is concatenated with z.
+    """
+
+    def __init__(self, shape: Sequence[int], z_dim: int = 96, hidden: int = 1024, num_classes: int = 0):
         super().__init__()
         self.shape = tuple(shape)
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         self.net = nn.Sequential(
-            nn.Linear(z_dim, hidden), nn.ReLU(),
+            nn.Linear(z_dim + num_classes, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, math.prod(self.shape)), nn.Tanh(),
         )
         self.apply(xavier_init)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
         return self.net(z).view(z.shape[0], *self.shape)
 
 
 class Discriminator(nn.Module):
-    """CS231n: flatten -> FC256-LeakyReLU(0.01)-FC256-LeakyReLU(0.01)-FC1 (267,009 params for MNIST)."""
+    """CS231n: flatten -> FC256-LeakyReLU(0.01)-FC256-LeakyReLU(0.01)-FC1 (267,009 params for MNIST).
 
-    def __init__(self, shape: Sequence[int], hidden: int = 256):
+    `norm` (none|batch|layer) after the hidden layers; conditional: a label embedding joins the input.
+    """
+
+    def __init__(self, shape: Sequence[int], hidden: int = 256, norm: str = "none", num_classes: int = 0):
         super().__init__()
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         self.net = nn.Sequential(
-            nn.Linear(math.prod(shape), hidden), nn.LeakyReLU(0.01),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(0.01),
+            nn.Linear(math.prod(shape) + num_classes, hidden), norm1d(norm, hidden), nn.LeakyReLU(0.01),
+            nn.Linear(hidden, hidden), norm1d(norm, hidden), nn.LeakyReLU(0.01),
             nn.Linear(hidden, 1),
         )
         self.apply(xavier_init)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).flatten()  # (B,) logits
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        x = x.flatten(1)
+        if self.embed is not None:
+            x = torch.cat([x, self.embed(labels)], dim=1)
+        return self.net(x).flatten()  # (B,) logits
 
 
 class BNGenerator(nn.Module):

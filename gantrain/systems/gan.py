@@ -1,34 +1,67 @@
-"""The plain GAN system: one generator, one discriminator, an adversarial loss on D's logits."""
+"""The plain and conditional GAN system: one generator, one discriminator, an adversarial loss on D's logits.
+
+Options, all plain config keys: class conditioning, spectral norm on D, an EMA of G, DiffAugment,
+and the loss's penalties (WGAN weight clipping and gradient penalty, lazy R1).
+"""
 
 import torch
 from torch import Tensor, nn
 
+from gantrain.augment import diff_augment, parse_policy
 from gantrain.data.batches import Batch
+from gantrain.ema import EMA
 from gantrain.errors import UserError
 from gantrain.losses import GANLoss
+from gantrain.penalties import gradient_penalty, r1_penalty
 
 Stats = dict[str, Tensor]  # detached scalars, read by the Trainer only at the logging interval
+SPECTRAL_NORM_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
+
+
+def add_spectral_norm(network: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al.) on every weight layer of a network, as SNGAN's D has."""
+    for module in list(network.modules()):
+        if isinstance(module, SPECTRAL_NORM_LAYERS):
+            nn.utils.parametrizations.spectral_norm(module)
+    return network
+
+
+def has_batch_norm(network: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
 
 
 class GAN(nn.Module):
-    """G maps noise z (B, z_dim) to samples; D maps samples to logits (B,); the loss scores the logits."""
+    """G maps noise z (B, z_dim) (and labels) to samples; D maps samples (and labels) to logits (B,)."""
 
     networks = {"generator": "generator", "discriminator": "discriminator"}  # argument -> cfg.model node
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal"):
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal",
+        conditional: bool = False, num_classes: int = 0, spectral_norm: bool = False,
+        ema: float | None = None, ema_start: int = 0, diffaugment: str | None = None,
+    ):
         super().__init__()
         if z_dist not in ("normal", "uniform"):
             raise UserError(f"model.z_dist={z_dist}: use normal (N(0, 1)) or uniform (U[-1, 1])")
         if z_dim <= 0:
             raise UserError(f"model.z_dim={z_dim}: the latent size must be a positive integer")
-        self.G, self.D, self.loss = generator, discriminator, loss
-        self.z_dim, self.z_dist = z_dim, z_dist
-        self._fake: Tensor | None = None  # G(z) of the last D step, reused by the G step as in seed 003
+        if loss.gp and has_batch_norm(discriminator):
+            raise UserError("a gradient penalty needs a critic without BatchNorm (it mixes samples): set "
+                            "model.discriminator.norm=layer (or none, instance)")
+        self.G = generator
+        self.D = add_spectral_norm(discriminator) if spectral_norm else discriminator
+        self.loss, self.z_dim, self.z_dist = loss, z_dim, z_dist
+        self.num_classes = num_classes if conditional else 0
+        self.ema = EMA(generator, ema, ema_start) if ema else None
+        self.augment = parse_policy(diffaugment)
+        self.step = 0  # set by the Trainer before each step: lazy R1 and the EMA start follow it
+        self._fake: tuple[Tensor, Tensor | None] | None = None  # G(z) of the last D step, reused by G's step
 
     @property
     def device(self) -> torch.device:
         return next(self.G.parameters()).device
 
+    # ---------------------------------------------------------------- inputs
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> Tensor:
         """(n, z_dim) latent codes: N(0, 1), or U[-1, 1] as in CS231n."""
         device = device or self.device
@@ -36,57 +69,114 @@ class GAN(nn.Module):
             return torch.rand(n, self.z_dim, generator=generator, device=device) * 2 - 1
         return torch.randn(n, self.z_dim, generator=generator, device=device)
 
+    def random_labels(self, n: int) -> Tensor | None:
+        return torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+
+    def generate(self, z: Tensor, labels: Tensor | None, network: nn.Module | None = None) -> Tensor:
+        network = network or self.G
+        return network(z, labels) if self.num_classes else network(z)
+
+    def critic(self, x: Tensor, labels: Tensor | None) -> Tensor:
+        """D's logits, after DiffAugment when it is on (the same policy for real and fake)."""
+        if self.augment:
+            x = diff_augment(x, self.augment)
+        return self.D(x, labels) if self.num_classes else self.D(x)
+
+    # ---------------------------------------------------------------- the two losses
     def d_loss(self, batch: Batch) -> tuple[Tensor, Stats]:
-        """D's loss on a real batch and a fresh fake batch (detached: this step must not train G)."""
+        """D's loss on a real batch and a fresh fake batch (detached: this step must not train G), plus penalties."""
         real = batch["real"]
-        fake = self.G(self.noise(real.shape[0]))  # keeps its graph: the G step backpropagates through it
-        self._fake = fake
-        real_logits, fake_logits = self.D(real), self.D(fake.detach())
+        real_labels = batch.get("label") if self.num_classes else None
+        fake_labels = self.random_labels(real.shape[0])
+        fake = self.generate(self.noise(real.shape[0]), fake_labels)  # keeps its graph for the G step
+        self._fake = (fake, fake_labels)
+        real_logits, fake_logits = self.critic(real, real_labels), self.critic(fake.detach(), fake_labels)
         loss = self.loss.d(real_logits.float(), fake_logits.float())
-        return loss, {
-            "loss/D": loss.detach(),
+        stats = {
             "D(x)": self.loss.output(real_logits.detach().float()).mean(),
             "D(G(z))/before_D_step": self.loss.output(fake_logits.detach().float()).mean(),
+            **self.loss.extra_stats(real_logits.float(), fake_logits.float()),
         }
+        if self.loss.gp:
+            penalty = gradient_penalty(lambda x: self.critic(x, real_labels).float(), real, fake)
+            loss = loss + self.loss.gp * penalty
+            stats["D/gradient_penalty"] = penalty.detach()
+        if self.loss.r1 and self.step % self.loss.r1_every == 0:  # lazy: every r1_every steps, weighted up
+            penalty = r1_penalty(lambda x: self.critic(x, real_labels).float(), real)
+            loss = loss + 0.5 * self.loss.r1 * self.loss.r1_every * penalty
+            stats["D/r1_penalty"] = penalty.detach()
+        stats["loss/D"] = loss.detach()
+        return loss, stats
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, Stats]:
         """G's loss through the just-updated D, on the fake batch of the last D step."""
-        fake, self._fake = self._fake, None
-        if fake is None:  # no D step since the last G step (e.g. a G-only update)
-            fake = self.G(self.noise(batch["real"].shape[0]))
-        fake_logits = self.D(fake)
+        cached, self._fake = self._fake, None
+        if cached is None:  # no D step since the last G step
+            labels = self.random_labels(batch["real"].shape[0])
+            cached = (self.generate(self.noise(batch["real"].shape[0]), labels), labels)
+        fake, labels = cached
+        fake_logits = self.critic(fake, labels)
         loss = self.loss.g(fake_logits.float())
         return loss, {"loss/G": loss.detach(), "D(G(z))/after_D_step": self.loss.output(fake_logits.detach().float()).mean()}
 
+    # ---------------------------------------------------------------- hooks the Trainer calls
+    @torch.no_grad()
     def after_d_step(self) -> None:
-        """Hook run after every D optimizer step (weight clipping lives here for WGAN)."""
+        """WGAN's weight clipping: every critic parameter back into [-clip, clip]."""
+        if self.loss.clip:
+            for p in self.D.parameters():
+                p.clamp_(-self.loss.clip, self.loss.clip)
 
     def after_g_step(self, step: int) -> None:
-        """Hook run after every G optimizer step (an EMA of G updates here)."""
+        if self.ema is not None:
+            self.ema.update(self.G, step)
 
+    # ---------------------------------------------------------------- sampling
     def fixed_inputs(self, n: int, seed: int, data=None) -> dict[str, Tensor]:
-        """The inputs of the progress grids, drawn once per run and kept in the checkpoint."""
-        return {"z": self.noise(n, torch.Generator().manual_seed(seed), device=torch.device("cpu"))}
+        """The grids' inputs, drawn once per run and kept in the checkpoint: for a conditional model,
+        8 per class so that each row of the 8-wide grid is one class."""
+        g = torch.Generator().manual_seed(seed)
+        cpu = torch.device("cpu")
+        if not self.num_classes:
+            return {"z": self.noise(n, g, cpu)}
+        labels = torch.arange(self.num_classes).repeat_interleave(8)
+        return {"z": self.noise(len(labels), g, cpu), "labels": labels}
 
     @torch.no_grad()
     def preview(self, fixed: dict[str, Tensor]) -> Tensor:
-        """G's output on the fixed inputs, in eval mode (BatchNorm running statistics), as float."""
-        was_training = self.G.training
-        self.G.eval()
+        """G's output (the EMA copy's when there is one) on given inputs, in eval mode, as float."""
+        network = self.ema.network if self.ema is not None else self.G
+        was_training = network.training
+        network.eval()
         try:
-            return self.G(fixed["z"].to(self.device)).float()
+            labels = fixed.get("labels")
+            return self.generate(fixed["z"].to(self.device), labels.to(self.device) if labels is not None else None,
+                                 network).float()
         finally:
-            self.G.train(was_training)
+            network.train(was_training)
 
-    def sample(self, n: int, batch_size: int = 500, generator: torch.Generator | None = None) -> Tensor:
-        """n samples on the CPU, made in batches without autograd."""
+    def sample(self, n: int, batch_size: int = 500, generator: torch.Generator | None = None,
+               labels: Tensor | None = None) -> Tensor:
+        """n samples on the CPU, in batches without autograd; a conditional model takes `labels` (n,),
+        by default classes in turn (0, 1, ..., K-1, 0, ...)."""
+        if self.num_classes and labels is None:
+            labels = torch.arange(n) % self.num_classes
         cpu = torch.device("cpu")  # noise drawn on the CPU so a seeded CPU generator works for any device
-        out = [self.preview({"z": self.noise(min(batch_size, n - i), generator, cpu)}).cpu() for i in range(0, n, batch_size)]
+        out = []
+        for i in range(0, n, batch_size):
+            k = min(batch_size, n - i)
+            inputs = {"z": self.noise(k, generator, cpu)}
+            if self.num_classes:
+                inputs["labels"] = labels[i:i + k]
+            out.append(self.preview(inputs).cpu())
         return torch.cat(out)
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """The networks saved under these top-level checkpoint keys."""
-        return {"generator": self.G, "discriminator": self.D}
+        modules = {"generator": self.G, "discriminator": self.D}
+        if self.ema is not None:
+            modules["ema"] = self.ema
+        return modules
 
     def g_parameters(self):
         return self.G.parameters()
