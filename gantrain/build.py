@@ -112,14 +112,23 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
         settings.pop(key, None)
     if settings.get("decay_start") is not None and not 0 <= settings["decay_start"] <= settings["max_steps"]:
         raise UserError(f"trainer.decay_start={settings['decay_start']}: must be between 0 and trainer.max_steps")
-    if settings.get("eval_every"):
-        raise UserError("trainer.eval_every needs gantrain's metrics, which this version does not have yet: drop it")
+    evaluator = build_evaluator(cfg, data) if settings.get("eval_every") else None
     return Trainer(
         system, data,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
         make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed,
-        sync_bn=bool(cfg.model.get("sync_bn", False)), **settings,
+        sync_bn=bool(cfg.model.get("sync_bn", False)), evaluator=evaluator, **settings,
     )
+
+
+def build_evaluator(cfg: DictConfig, data: Data):
+    """The metrics of cfg.metrics against the training data (its test split too, for tstr)."""
+    test_data = None
+    if "tstr" in cfg.metrics.metrics and "train" in cfg.data:
+        test_cfg = cfg.data.copy()
+        test_cfg.train = False
+        test_data = instantiate(test_cfg)
+    return instantiate(cfg.metrics)(data=data, test_data=test_data)
 
 
 def system_from_checkpoint(state: dict) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""Console entry points (`gantrain`, `gantrain-sample`): thin Hydra wrappers around build and Trainer."""
+"""Console entry points (`gantrain`, `gantrain-sample`, `gantrain-eval`): thin Hydra wrappers around build and Trainer."""
 
 import functools
 import logging
@@ -227,3 +227,17 @@ def _sample(cfg: DictConfig) -> None:
 def sample() -> None:
     """`gantrain-sample run=<run dir|.pt> n=64 out=samples.npz`: draw samples from a trained generator."""
     _sample()
+
+
+# ------------------------------------------------------------------ gantrain-eval
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@reports_user_errors
+def _evaluate(cfg: DictConfig) -> None:
+    from gantrain.metrics.command import run
+
+    run(cfg)
+
+
+def evaluate() -> None:
+    """`gantrain-eval run=<run dir> metrics=[fid,kid,is,pr]` or `gantrain-eval real=<data> fake=<folder|npz>`."""
+    _evaluate()

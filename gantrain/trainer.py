@@ -178,6 +178,7 @@ class Trainer:
         if start >= self.max_steps:
             log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.max_steps)
         self.clock, self.images = time.perf_counter(), 0
+        self.began, self.eval_seconds = self.clock, 0.0  # evaluation's share of the wall time is logged
 
     def train_step(self) -> None:
         """n_critic D updates, then one G update through the just-updated D (whose weights stay frozen)."""
@@ -273,8 +274,13 @@ class Trainer:
         with self.unwrapped():
             values = self.evaluator(self.system, self.step)
         seconds = time.perf_counter() - started
-        self.logger.scalars({f"metrics/{k}": v for k, v in values.items()} | {"perf/eval_seconds": seconds}, self.step)
-        log.info("step %d: %s (%.1f s)", self.step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds)
+        self.clock += seconds  # images/s measures training, not evaluation
+        self.eval_seconds += seconds
+        share = self.eval_seconds / max(time.perf_counter() - self.began, 1e-9)
+        self.logger.scalars({f"metrics/{k}": v for k, v in values.items()}
+                            | {"perf/eval_seconds": seconds, "perf/eval_share": share}, self.step)
+        log.info("step %d: %s (%.1f s, %.0f%% of the run so far)", self.step,
+                 "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds, 100 * share)
         value = values.get(self.best_metric)
         if value is None:
             return

@@ -16,6 +16,7 @@ class Data:
     name: str
     shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
     num_classes: int  # 0 when the set has no labels
+    root: str | None = None  # where the files are (caches go beside them), None for bundled data
 
     @property
     def is_image(self) -> bool:
@@ -44,10 +45,11 @@ class Data:
 class TensorData(Data):
     """A dataset decoded once into one tensor: uint8 images (N, C, H, W) or float points (N, D)."""
 
-    def __init__(self, name: str, x: Tensor, labels: Tensor | None = None, num_classes: int = 0, hflip: bool = False):
+    def __init__(self, name: str, x: Tensor, labels: Tensor | None = None, num_classes: int = 0, hflip: bool = False,
+                 root: str | None = None):
         if len(x) == 0:
             raise UserError(f"data={name} is empty: check data.root")
-        self.name, self.x, self.labels = name, x, labels
+        self.name, self.x, self.labels, self.root = name, x, labels, root
         self.shape = tuple(x.shape[1:])
         self.num_classes = num_classes if labels is not None else 0
         self.hflip = hflip
@@ -68,11 +70,12 @@ class StreamData(Data):
     """A dataset too large to hold in memory: a torch Dataset of (uint8 (C, H, W), label) read by workers."""
 
     def __init__(
-        self, name: str, dataset: Dataset, shape: Sequence[int], num_classes: int = 0, hflip: bool = False, workers: int = 2
+        self, name: str, dataset: Dataset, shape: Sequence[int], num_classes: int = 0, hflip: bool = False, workers: int = 2,
+        root: str | None = None,
     ):
         if len(dataset) == 0:
             raise UserError(f"data={name} is empty: check data.root")
-        self.name, self.dataset, self.shape = name, dataset, tuple(shape)
+        self.name, self.dataset, self.shape, self.root = name, dataset, tuple(shape), root
         self.num_classes, self.hflip, self.workers = num_classes, hflip, workers
 
     def __len__(self) -> int:

@@ -87,8 +87,8 @@ def folder(
         if len(decoded["images"]) == 0:
             raise UserError(f"none of the {len(paths)} image files under {root} could be read: check data.root")
         log.info("%d images from %s in memory (%.0f MB)", len(decoded["images"]), root, decoded["images"].numel() / 2**20)
-        return TensorData(name, decoded["images"], decoded["labels"] if classes else None, len(classes), hflip)
-    return StreamData(name, files, (channels, image_size, image_size), len(classes), hflip, workers)
+        return TensorData(name, decoded["images"], decoded["labels"] if classes else None, len(classes), hflip, root=root)
+    return StreamData(name, files, (channels, image_size, image_size), len(classes), hflip, workers, root=root)
 
 
 def celeba(

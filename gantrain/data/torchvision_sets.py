@@ -52,8 +52,9 @@ def _load(name: str, cls, root: str, train: bool, download: bool, image_size: in
     images = resize_center_crop(images.contiguous(), image_size)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     if in_memory:
-        return TensorData(name, images, labels, num_classes=10, hflip=hflip)
-    return StreamData(name, TensorImages(images, labels), images.shape[1:], num_classes=10, hflip=hflip, workers=workers)
+        return TensorData(name, images, labels, num_classes=10, hflip=hflip, root=root)
+    return StreamData(name, TensorImages(images, labels), images.shape[1:], num_classes=10, hflip=hflip, workers=workers,
+                      root=root)
 
 
 def mnist(

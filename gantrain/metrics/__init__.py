@@ -1,0 +1,1 @@
+"""Sample-quality metrics (FID, KID, Inception Score, precision/recall) and the extractors that feed them."""

@@ -1,0 +1,127 @@
+"""What `gantrain-eval` does: score a trained run, or a folder/.npz of fakes, against real data."""
+
+import json
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gantrain.data import Data
+from gantrain.errors import UserError
+from gantrain.metrics.evaluator import Evaluator
+
+log = logging.getLogger(__name__)
+EVALUATOR_KEYS = ("extractor", "num_samples", "real_samples", "batch_size", "inception_weights", "kid_subsets",
+                  "kid_subset_size", "is_splits", "classifier_epochs", "device", "seed")
+
+
+def dataset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in files("gantrain.configs").joinpath("data").iterdir() if p.name.endswith(".yaml"))
+
+
+def data_config(source: str, overrides: DictConfig, shape: tuple[int, ...] | None = None) -> DictConfig:
+    """A data config for `source`: a dataset name (configs/data/<name>.yaml) or an image folder."""
+    if source in dataset_names():
+        cfg = OmegaConf.load(files("gantrain.configs").joinpath("data", f"{source}.yaml"))
+    elif Path(source).expanduser().is_dir():
+        cfg = OmegaConf.load(files("gantrain.configs").joinpath("data", "folder.yaml"))
+        cfg.root = str(Path(source).expanduser())
+    else:
+        raise UserError(f"{source}: neither an image folder nor a dataset name ({', '.join(dataset_names())})")
+    if shape is not None and "image_size" in cfg:  # match the generator's output
+        cfg.image_size = shape[-1]
+        if "channels" in cfg:
+            cfg.channels = shape[0]
+    for key, value in overrides.items():
+        if value is not None and (key in cfg or key == "train"):
+            cfg[key] = value
+    return cfg
+
+
+def build(cfg: DictConfig) -> Data:
+    data = instantiate(cfg)
+    if not data.is_image:
+        raise UserError(f"{data.name} holds points, not images: gantrain-eval scores images")
+    return data
+
+
+def test_split(cfg: DictConfig) -> Data | None:
+    if "train" not in cfg:
+        return None
+    test = cfg.copy()
+    test.train = False
+    return build(test)
+
+
+def fake_images(source: str, real: Data, overrides: DictConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 (N, C, H, W) fakes (and labels, when an .npz has them) from an .npz, a folder or a dataset."""
+    if source.endswith(".npz"):
+        if not Path(source).is_file():
+            raise UserError(f"fake={source}: no such file")
+        with np.load(source) as arrays:
+            if "images" not in arrays:
+                raise UserError(f"fake={source}: holds no 'images' array (write it with gantrain-sample)")
+            images = torch.from_numpy(arrays["images"])
+            labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
+        return images, labels
+    from gantrain.metrics.evaluator import real_images
+
+    cfg = data_config(source, overrides, real.shape)
+    if source in dataset_names() and "train" in cfg and overrides.get("train") is None:
+        cfg.train = False  # real=mnist fake=mnist: the test split against the training split, the floor
+    return real_images(build(cfg), 10**9)[0], None
+
+
+def evaluator_settings(cfg: DictConfig) -> dict:
+    return {key: cfg[key] for key in EVALUATOR_KEYS}
+
+
+def score_run(cfg: DictConfig) -> tuple[dict, str]:
+    from gantrain.build import system_from_checkpoint
+    from gantrain.checkpoint import load_checkpoint
+    from gantrain.device import resolve_device
+
+    state = load_checkpoint(cfg.run)
+    system = system_from_checkpoint(state).to(resolve_device(cfg.device)).eval()
+    saved = OmegaConf.create(state["config"]).data
+    for key, value in cfg.data.items():
+        if value is not None:
+            saved[key] = value
+    metrics = list(cfg.metrics) + (["accuracy"] if getattr(system, "num_classes", 0) else [])
+    real = build(saved)
+    evaluator = Evaluator(real, metrics, test_data=test_split(saved) if "tstr" in metrics else None,
+                          **evaluator_settings(cfg))
+    return evaluator(system), f"{state['path']} (step {state['step']})"
+
+
+def score_files(cfg: DictConfig) -> tuple[dict, str]:
+    real_cfg = data_config(cfg.real, cfg.data)
+    real = build(real_cfg)
+    evaluator = Evaluator(real, list(cfg.metrics), **evaluator_settings(cfg) | {"num_samples": 2})
+    fake, labels = fake_images(cfg.fake, real, cfg.data)
+    return evaluator.score(fake, labels), f"{cfg.fake} ({len(fake)} images)"
+
+
+def run(cfg: DictConfig) -> Path:
+    if (cfg.run is None) == (cfg.real is None):
+        raise UserError("say what to score: gantrain-eval run=<run dir|checkpoint.pt>, or real=<folder|dataset> "
+                        "fake=<folder|.npz>")
+    if cfg.real is not None and cfg.fake is None:
+        raise UserError("real= needs fake=<folder|.npz|dataset> to compare against")
+    values, what = score_run(cfg) if cfg.run is not None else score_files(cfg)
+    print(table(values, what, cfg.extractor))
+    out = Path(cfg.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(values | {"extractor": cfg.extractor, "source": what}, indent=2) + "\n")
+    log.info("metrics -> %s", out)
+    return out
+
+
+def table(values: dict, what: str, extractor: str) -> str:
+    lines = [f"{what}, extractor={extractor}", f"{'metric':<12}{'value':>14}"]
+    lines += [f"{name:<12}{value:>14.6g}" for name, value in values.items()]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Scores generated images against real ones: FID, KID, IS, precision/recall, class accuracy and TSTR.
+
+Real features are computed once per (data, split, resolution, extractor) and cached on disk, so an
+evaluation costs only the generated side. The same Evaluator serves training (`trainer.eval_every`)
+and `gantrain-eval`.
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from gantrain.data import Data, TensorData
+from gantrain.data.cache import cache_dir
+from gantrain.device import resolve_device
+from gantrain.errors import UserError
+from gantrain.metrics import maths
+from gantrain.metrics.extractors import ClassifierExtractor, InceptionExtractor, accuracy, cached_classifier, train_classifier
+
+log = logging.getLogger(__name__)
+METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")
+CACHE_VERSION = 1
+
+
+def real_images(data: Data, limit: int, seed: int = 0) -> tuple[Tensor, Tensor | None]:
+    """Up to `limit` real images as uint8 (N, C, H, W) with their labels, chosen by a seeded permutation."""
+    if not data.is_image:
+        raise UserError(f"metrics compare images; data={data.name} holds points: drop trainer.eval_every")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    if isinstance(data, TensorData):
+        return data.x[order], data.labels[order] if data.labels is not None else None
+    parts = list(DataLoader(Subset(data.dataset, order.tolist()), batch_size=256, num_workers=getattr(data, "workers", 0)))
+    images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return images, labels if data.num_classes else None
+
+
+def fingerprint(images: Tensor, labels: Tensor | None) -> str:
+    digest = hashlib.sha1(images.contiguous().numpy().tobytes())
+    if labels is not None:
+        digest.update(labels.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """[-1, 1] floats -> uint8 0..255, as they would be saved to image files."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class Evaluator:
+    """evaluator(system, step) -> {"fid": ..., "kid": ..., "is": ..., "precision": ..., "recall": ..., ...}."""
+
+    higher_is_better = {"is", "precision", "recall", "accuracy", "tstr"}
+
+    def __init__(
+        self, data: Data, metrics: list[str] = ("fid", "kid", "is", "pr"), extractor: str = "classifier",
+        num_samples: int = 10000, batch_size: int = 500, real_samples: int = 50000, test_data: Data | None = None,
+        inception_weights: str | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
+        classifier_epochs: int = 3, device: str = "auto", seed: int = 0,
+    ):
+        unknown = sorted(set(metrics) - set(METRICS))
+        if unknown:
+            raise UserError(f"metrics {', '.join(unknown)} unknown: choose from {', '.join(METRICS)}")
+        if num_samples < 2 or real_samples < 2:
+            raise UserError(f"metrics.num_samples={num_samples}, real_samples={real_samples}: need at least 2 each")
+        self.metrics, self.num_samples, self.batch_size, self.seed = list(metrics), num_samples, batch_size, seed
+        self.kid_subsets, self.kid_subset_size, self.is_splits = kid_subsets, kid_subset_size, is_splits
+        self.device = resolve_device(device)
+        self.data, self.test_data, self.cache = data, test_data, cache_dir(Path(data.root)) if data.root else cache_dir(Path.home())
+        self.real, self.real_labels = real_images(data, real_samples, seed)
+        self.key = f"{data.name}-{fingerprint(self.real, self.real_labels)}-{'x'.join(map(str, data.shape))}"
+        self.classifier = None
+        if extractor == "classifier" or "tstr" in self.metrics or "accuracy" in self.metrics:
+            if self.real_labels is None:
+                raise UserError(f"extractor=classifier (and accuracy, tstr) need labelled real data; data={data.name} has "
+                                f"no labels: use extractor=inception")
+            self.classifier = cached_classifier(self.real, self.real_labels, data.num_classes, self.cache, self.key,
+                                                self.device, classifier_epochs)
+        if extractor == "classifier":
+            self.extractor = ClassifierExtractor(self.classifier, self.device, batch_size)
+        elif extractor == "inception":
+            self.extractor = InceptionExtractor(self.device, min(batch_size, 100), inception_weights)
+        else:
+            raise UserError(f"extractor={extractor}: use classifier or inception")
+        self.real_features = self.cached_real_features()
+        self._manifold: tuple[np.ndarray, np.ndarray] | None = None
+
+    def cached_real_features(self) -> np.ndarray:
+        """The real side's features, computed once per data, split, size and extractor."""
+        path = self.cache / f"realfeatures-{self.extractor.name}-{self.key}-v{CACHE_VERSION}.pt"
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)["features"].double().numpy()
+            except Exception:
+                log.warning("recomputing real features: %s is unreadable", path)
+        features, _ = self.extractor(self.real)
+        torch.save({"features": torch.from_numpy(features).float()}, path)
+        return features
+
+    # ---------------------------------------------------------------- scoring
+    def __call__(self, system, step: int | None = None) -> dict[str, float]:
+        """Generate num_samples images (EMA generator when present), in batches without autograd, and score them."""
+        classes = getattr(system, "num_classes", 0)
+        labels = torch.arange(self.num_samples) % classes if classes else None
+        kwargs = {"labels": labels} if labels is not None else {}
+        fake = system.sample(self.num_samples, self.batch_size, torch.Generator().manual_seed(self.seed + 1), **kwargs)
+        return self.score(to_uint8(fake), labels)
+
+    def score(self, fake: Tensor, fake_labels: Tensor | None = None) -> dict[str, float]:
+        """Metrics of uint8 images (N, C, H, W) (with the labels they were drawn for, if conditional)."""
+        if tuple(fake.shape[1:]) != tuple(self.real.shape[1:]):
+            raise UserError(f"generated images are {'x'.join(map(str, fake.shape[1:]))}, real ones "
+                            f"{'x'.join(map(str, self.real.shape[1:]))}: evaluate against data of the same size")
+        features, probs = self.extractor(fake)
+        out: dict[str, float] = {}
+        if "fid" in self.metrics:
+            out["fid"] = maths.fid(self.real_features, features)
+        if "kid" in self.metrics:
+            out["kid"], out["kid_std"] = maths.kid(self.real_features, features, self.kid_subsets, self.kid_subset_size, self.seed)
+        if "is" in self.metrics:
+            out["is"], out["is_std"] = maths.inception_score(probs, self.is_splits)
+        if "pr" in self.metrics:
+            real, radii = self.real_manifold(len(features))
+            out["precision"], out["recall"] = maths.precision_recall(real, features, real_radii=radii)
+        if fake_labels is not None and self.classifier is not None:  # conditional: always report class accuracy
+            out["accuracy"] = accuracy(self.classifier, fake, fake_labels, self.device)
+        if "tstr" in self.metrics:
+            out["tstr"] = self.tstr(fake, fake_labels)
+        return out
+
+    def real_manifold(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """As many real features as fakes (precision/recall compare sets of equal size, as in Kynkaanniemi
+        et al.), with their k-NN radii, kept for the next evaluation of the same size."""
+        if self._manifold is None or len(self._manifold[0]) != min(n, len(self.real_features)):
+            pick = np.random.RandomState(self.seed).permutation(len(self.real_features))[:n]
+            real = self.real_features[np.sort(pick)]
+            self._manifold = real, maths.knn_radii(real)
+        return self._manifold
+
+    def tstr(self, fake: Tensor, fake_labels: Tensor | None) -> float:
+        """Train on synthetic, test on real: a classifier learns from the generated labelled images and is
+        scored on the real test split (seed 004's suggestion; Esteban et al.)."""
+        if fake_labels is None:
+            raise UserError("metric tstr needs a conditional model (or fake images with labels)")
+        if self.test_data is None:
+            raise UserError("metric tstr needs the real test split: evaluate a data set that has one (mnist, cifar10, ...)")
+        test_images, test_labels = real_images(self.test_data, 10**9, self.seed)
+        net = train_classifier(fake, fake_labels, self.data.num_classes, self.device, epochs=3, seed=self.seed)
+        return accuracy(net, test_images, test_labels, self.device)

@@ -1,0 +1,219 @@
+"""Metric maths against independent computations, the extractors' plumbing (offline), evaluation during
+training with checkpoints/best.pt, and the gantrain-eval command."""
+
+import json
+import subprocess
+import sys
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from scipy import linalg
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_config, make_mnist
+from gantrain.build import build_trainer
+from gantrain.errors import UserError
+from gantrain.metrics import extractors, maths
+from gantrain.metrics.evaluator import Evaluator
+
+
+def features(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    mix = np.random.default_rng(1234).normal(size=(d, d)) / np.sqrt(d)  # correlated features, like a network's
+    return np.random.default_rng(seed).normal(size=(n, d)) @ mix * scale + shift
+
+
+# ------------------------------------------------------------------ FID
+def test_fid_matches_torch_fidelity_and_an_eigenvalue_computation():
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    real, fake = features(3000, 64, 0), features(2500, 64, 1, shift=0.3, scale=1.2)
+    ours = maths.fid(real, fake)
+    stats = [{"mu": f.mean(0), "sigma": np.cov(f, rowvar=False)} for f in (real, fake)]
+    theirs = fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
+    # independent: Tr sqrt(S1 S2) is the sum of the square roots of the eigenvalues of S1 S2
+    (m1, s1), (m2, s2) = (maths.mean_cov(f) for f in (real, fake))
+    root_s1 = linalg.sqrtm(s1).real
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(root_s1 @ s2 @ root_s1), 0, None)).sum()
+    independent = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt
+    assert abs(ours - theirs) / theirs < 1e-6
+    assert abs(ours - independent) / independent < 1e-6
+
+
+def test_fid_of_identical_sets_is_zero():
+    real = features(2000, 32, 0)
+    assert abs(maths.fid(real, real.copy())) < 1e-6
+
+
+def test_fid_of_two_gaussians_is_the_closed_form():
+    rng = np.random.default_rng(0)
+    d = 8
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    var1, var2 = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
+    closed = ((mu1 - mu2) ** 2).sum() + (var1 + var2 - 2 * np.sqrt(var1 * var2)).sum()
+    assert maths.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(closed, rel=1e-9)
+    sampled = maths.fid(rng.normal(size=(200000, d)) * np.sqrt(var1) + mu1, rng.normal(size=(200000, d)) * np.sqrt(var2) + mu2)
+    assert sampled == pytest.approx(closed, rel=0.02)
+
+
+# ------------------------------------------------------------------ KID
+def test_kid_matches_torch_fidelity():
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    real, fake = features(1500, 48, 2), features(1200, 48, 3, shift=0.2)
+    mean, std = maths.kid(real, fake, subsets=20, subset_size=500, seed=2020)
+    theirs = kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=20, kid_subset_size=500,
+                                    kid_degree=3, kid_gamma=None, kid_coef0=1, rng_seed=2020, verbose=False)
+    assert abs(mean - theirs["kernel_inception_distance_mean"]) / abs(theirs["kernel_inception_distance_mean"]) < 1e-6
+    assert abs(std - theirs["kernel_inception_distance_std"]) / theirs["kernel_inception_distance_std"] < 1e-6
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution():
+    mean, std = maths.kid(features(4000, 16, 4), features(4000, 16, 5), subsets=50, subset_size=400)
+    far, _ = maths.kid(features(4000, 16, 4), features(4000, 16, 5, shift=1.0), subsets=50, subset_size=400)
+    assert abs(mean) < 3 * std / np.sqrt(50) + 1e-3
+    assert far > 20 * abs(mean)
+
+
+# ------------------------------------------------------------------ IS and precision/recall
+def test_inception_score_known_cases():
+    confident = np.eye(10)[np.arange(1000) % 10]  # every class, each predicted with certainty: IS = K
+    assert maths.inception_score(confident, splits=10)[0] == pytest.approx(10.0, rel=1e-9)
+    collapsed = np.tile(np.eye(10)[3], (1000, 1))  # one class only: IS = 1
+    assert maths.inception_score(collapsed, splits=10)[0] == pytest.approx(1.0, rel=1e-9)
+    uncertain = np.full((1000, 10), 0.1)
+    assert maths.inception_score(uncertain, splits=5)[0] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_precision_recall_known_cases():
+    real = features(600, 8, 6)
+    assert maths.precision_recall(real, real.copy()) == (1.0, 1.0)
+    assert maths.precision_recall(real, features(600, 8, 7, shift=100.0)) == (0.0, 0.0)
+    # fakes that cover only half of the real modes: precise but half the recall
+    rng = np.random.default_rng(0)
+    modes = rng.normal(size=(4, 8)) * 50
+    real = np.concatenate([m + rng.normal(size=(300, 8)) for m in modes])
+    fake = np.concatenate([m + rng.normal(size=(600, 8)) for m in modes[:2]])
+    precision, recall = maths.precision_recall(real, fake)
+    full_precision, full_recall = maths.precision_recall(real, np.concatenate([fake] + [m + rng.normal(size=(300, 8)) for m in modes[2:]]))
+    assert precision > 0.8 and abs(precision - full_precision) < 0.1
+    assert 0.4 * full_recall < recall < 0.6 * full_recall
+
+
+def test_knn_radii_is_the_kth_neighbour_distance():
+    points = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    assert maths.knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 3.0, 4.0]
+    assert maths.knn_radii(points, k=3).tolist() == [6.0, 5.0, 3.0, 5.0, 9.0]
+
+
+# ------------------------------------------------------------------ extractors
+@pytest.fixture
+def random_inception(tmp_path, monkeypatch):
+    """torch-fidelity's FID Inception with random weights: the plumbing without the download."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    weights = tmp_path / "empty.pth"
+    torch.save({}, weights)
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+    return weights
+
+
+def test_inception_extractor_plumbing(random_inception):
+    torch.manual_seed(0)
+    extractor = extractors.InceptionExtractor(torch.device("cpu"), batch_size=2, weights=str(random_inception))
+    feats, probs = extractor(torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8))  # gray -> RGB, resized
+    assert feats.shape == (3, 2048) and probs.shape == (3, 1008)
+    assert feats.dtype == np.float64 and np.allclose(probs.sum(1), 1.0)
+
+
+def test_inception_offline_error_names_the_file_and_where_it_goes(tmp_path, monkeypatch):
+    import torch_fidelity.feature_extractor_inceptionv3 as module
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(module, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError) as err:
+        extractors.inception_network(None)
+    message = str(err.value)
+    assert extractors.INCEPTION_FILE in message and extractors.INCEPTION_URL in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "inception_weights=" in message
+    with pytest.raises(UserError, match="does not exist"):
+        extractors.inception_network(str(tmp_path / "missing.pth"))
+
+
+def test_inception_weights_that_would_run_code_are_refused(tmp_path):
+    import pickle
+
+    class Hostile:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "hostile.pth"
+    path.write_bytes(pickle.dumps(Hostile()))
+    with pytest.raises(UserError, match="not a plain PyTorch weights file"):
+        extractors.inception_network(str(path))
+
+
+# ------------------------------------------------------------------ the evaluator
+@pytest.fixture
+def mnist_root(tmp_path):
+    make_mnist(tmp_path, n=400)
+    return tmp_path
+
+
+def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root):
+    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    first = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
+    cached = sorted(p.name for p in (mnist_root / ".gantrain-cache").iterdir())
+    assert any(n.startswith("classifier-mnist") for n in cached) and any(n.startswith("realfeatures-classifier") for n in cached)
+    second = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
+    assert np.array_equal(first.real_features, second.real_features)
+    real_scores = first.score(first.real[:200])
+    noise_scores = first.score(torch.randint(0, 256, (200, 1, 28, 28), dtype=torch.uint8))
+    assert real_scores["fid"] < noise_scores["fid"] and real_scores["precision"] > noise_scores["precision"]
+    with pytest.raises(UserError, match="generated images are 3x28x28"):
+        first.score(torch.zeros(10, 3, 28, 28, dtype=torch.uint8))
+
+
+def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(mnist_root, tmp_path):
+    cfg = compose_config(
+        "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_root}", "trainer=debug", "trainer.max_steps=4",
+        "trainer.eval_every=2", "metrics.num_samples=64", "metrics.kid_subset_size=32", "metrics.kid_subsets=4",
+        "metrics.classifier_epochs=1", "metrics.metrics=[fid,kid,is,pr]", "trainer.device=cpu")
+    run_dir = tmp_path / "run"
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit()
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best"]["metric"] == "fid" and best["best"]["step"] in (2, 4)
+    events = EventAccumulator(str(run_dir)).Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("metrics/fid", "metrics/kid", "metrics/is", "metrics/precision", "metrics/recall", "perf/eval_share"):
+        assert tag in tags, tag
+    assert [e.step for e in events.Scalars("metrics/fid")] == [2, 4]
+    fids = {e.step: e.value for e in events.Scalars("metrics/fid")}
+    assert best["best"]["value"] == pytest.approx(min(fids.values()), rel=1e-5)
+
+
+def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(mnist_root, tmp_path):
+    run_dir = tmp_path / "run"
+    train = [sys.executable, "-m", "gantrain", "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_root}",
+             "trainer=debug", f"hydra.run.dir={run_dir}"]
+    subprocess.run(train, check=True, capture_output=True, timeout=300)
+    out = tmp_path / "m.json"
+    cli = [sys.executable, "-c", "from gantrain.cli import evaluate; evaluate()"]
+    common = ["num_samples=100", "kid_subset_size=50", "kid_subsets=5", "classifier_epochs=1", "device=cpu"]
+    done = subprocess.run(cli + [f"run={run_dir}", f"out={out}"] + common, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    values = json.loads(out.read_text())
+    assert {"fid", "kid", "is", "precision", "recall"} <= set(values) and "fid" in done.stdout
+    floor = tmp_path / "floor.json"
+    done = subprocess.run(cli + ["real=mnist", "fake=mnist", f"data.root={mnist_root}", f"out={floor}"] + common,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(floor.read_text())["fid"] < values["fid"]  # real-vs-real is the floor
+    bad = subprocess.run(cli + ["real=mnist"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "fake=" in bad.stderr and "Traceback" not in bad.stderr
