@@ -107,11 +107,10 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     seed_everything(cfg.seed)
     data = build_data(cfg)
     system = build_system(cfg, data.shape, data.num_classes)
+    check_data_fits(system, data, cfg)
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in SYSTEM_TRAINER_KEYS:
         settings.pop(key, None)
-    if settings.get("decay_start") is not None and not 0 <= settings["decay_start"] <= settings["max_steps"]:
-        raise UserError(f"trainer.decay_start={settings['decay_start']}: must be between 0 and trainer.max_steps")
     evaluator = build_evaluator(cfg, data) if settings.get("eval_every") else None
     return Trainer(
         system, data,
@@ -129,6 +128,18 @@ def build_evaluator(cfg: DictConfig, data: Data):
         test_cfg.train = False
         test_data = instantiate(test_cfg)
     return instantiate(cfg.metrics)(data=data, test_data=test_data)
+
+
+def check_data_fits(system: torch.nn.Module, data: Data, cfg: DictConfig) -> None:
+    """A CycleGAN needs two domains (A, B) per batch, the plain GAN one: refuse the wrong pairing."""
+    if set(system.batch_keys) == set(data.batch_keys):
+        return
+    model = cfg.model._target_.rsplit(".", 1)[-1]
+    if "A" in system.batch_keys:
+        raise UserError(f"{model} translates between two image domains; data={data.name} has one: use "
+                        f"data=unpaired data.root=<folder with trainA/ and trainB/> (see experiment=cyclegan)")
+    raise UserError(f"data={data.name} holds two unpaired domains, which only model=cyclegan trains on: use "
+                    f"experiment=cyclegan, or pick a single-domain data set")
 
 
 def system_from_checkpoint(state: dict) -> torch.nn.Module:

@@ -220,6 +220,11 @@ def _sample(cfg: DictConfig) -> None:
 
     if cfg.run is None:
         raise UserError("say which run to sample from: gantrain-sample run=outputs/DATE/TIME (or a .pt file)")
+    if cfg.input is not None:
+        from gantrain.translate import translate_folder
+
+        print(translate_folder(cfg.run, cfg.input, cfg.out, cfg.direction, cfg.batch_size, cfg.device))
+        return
     for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label):
         print(path)
 

@@ -81,6 +81,15 @@ def trained_networks(system: nn.Module) -> list[nn.Module]:
     return found
 
 
+PROGRESS_KEYS = {"loss/D": "loss_D %.4f", "loss/G": "loss_G %.4f", "loss/cycle": "cycle %.4f", "D(x)": "D(x) %.3f",
+                 "D(G(z))/before_D_step": "D(G(z)) %.3f", "D(G(z))/after_D_step": "/ %.3f", "perf/images_per_sec": "%.0f img/s"}
+
+
+def progress_line(values: dict) -> str:
+    """The log's progress line: the statistics this system reports, in a fixed order."""
+    return "  ".join(fmt % values[key] for key, fmt in PROGRESS_KEYS.items() if key in values)
+
+
 def make_optimizer(factory: Callable, params: list[nn.Parameter], fused: bool) -> torch.optim.Optimizer:
     """factory(params), with the fused single-kernel update where asked for and the optimizer has one."""
     func = getattr(factory, "func", factory)
@@ -310,11 +319,7 @@ class Trainer:
             return
         with self.unwrapped():
             self.logger.grid("samples", self.system.preview(self.fixed), self.step)
-        v = getattr(self, "last_values", {})
-        log.info("step %d/%d  loss_D %.4f  loss_G %.4f  D(x) %.3f  D(G(z)) %.3f / %.3f  %.0f img/s", self.step, self.max_steps,
-                 v.get("loss/D", math.nan), v.get("loss/G", math.nan), v.get("D(x)", math.nan),
-                 v.get("D(G(z))/before_D_step", math.nan), v.get("D(G(z))/after_D_step", math.nan),
-                 v.get("perf/images_per_sec", math.nan))
+        log.info("step %d/%d  %s", self.step, self.max_steps, progress_line(getattr(self, "last_values", {})))
 
     def finish(self) -> None:
         """Last grid and checkpoint (unless this step already has them), final.png and progress.gif."""

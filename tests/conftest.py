@@ -42,6 +42,11 @@ def make_mnist(root: Path, folder: str = "MNIST", n: int = 64, seed: int = 0) ->
     return root
 
 
+def make_unpaired(root: Path, per_domain: int = 10) -> Path:
+    """trainA/, trainB/, testA/, testB/ of small RGB images: an unpaired set in the CycleGAN layout."""
+    return make_image_tree(root, classes=("trainA", "trainB", "testA", "testB"), per_class=per_domain)
+
+
 def make_image_tree(root: Path, classes=("cats", "dogs"), per_class: int = 6, size: int = 40) -> Path:
     """Class folders of small RGB PNG/JPEG images of two colours."""
     rng = np.random.default_rng(0)

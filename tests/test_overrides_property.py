@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from conftest import compose_config, make_image_tree, make_mnist
+from conftest import compose_config, make_image_tree, make_mnist, make_unpaired
 from gantrain.build import build_trainer
 from gantrain.cli_checks import check_command_line
 from gantrain.errors import UserError
@@ -27,10 +27,12 @@ def data_root(name: str) -> list[str]:
     if not DATA_ROOTS:
         base = Path(tempfile.mkdtemp(prefix="gantrain-property-"))
         DATA_ROOTS.update(mnist=make_mnist(base / "m"), fashion_mnist=make_mnist(base / "f", folder="FashionMNIST"),
-                          folder=make_image_tree(base / "i"), empty=base / "empty")
+                          folder=make_image_tree(base / "i"), unpaired=make_unpaired(base / "u"),
+                          empty=base / "empty")
         (base / "empty").mkdir()
     root = DATA_ROOTS.get(name, DATA_ROOTS["empty"])  # other sets find no files: a one-line error is expected
-    return [f"data.root={root}"] if name not in ("digits", "gaussian2d") else []
+    small = ["data.image_size=32"] if name == "unpaired" else []  # CycleGAN at 256x256 would take minutes a step
+    return [f"data.root={root}", *small] if name not in ("digits", "gaussian2d") else []
 
 
 VALUES = {

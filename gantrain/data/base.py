@@ -17,6 +17,7 @@ class Data:
     shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
     num_classes: int  # 0 when the set has no labels
     root: str | None = None  # where the files are (caches go beside them), None for bundled data
+    batch_keys: tuple[str, ...] = ("real",)  # what its batches hold (besides "label"); unpaired data: ("A", "B")
 
     @property
     def is_image(self) -> bool:

@@ -34,6 +34,7 @@ class GAN(nn.Module):
     """G maps noise z (B, z_dim) (and labels) to samples; D maps samples (and labels) to logits (B,)."""
 
     networks = {"generator": "generator", "discriminator": "discriminator"}  # argument -> cfg.model node
+    batch_keys = ("real",)  # what it trains on: one image domain (and labels, when conditional)
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal",

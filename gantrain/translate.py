@@ -1,0 +1,64 @@
+"""`gantrain-sample run=<CycleGAN run> input=<folder> out=<folder> direction=AtoB`: translate every image
+of a folder and write the results under the same file names."""
+
+import logging
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2 as T
+from PIL import Image
+
+from gantrain.build import system_from_checkpoint
+from gantrain.checkpoint import load_checkpoint
+from gantrain.data.batches import to_model_range
+from gantrain.data.folder import IMAGE_EXTENSIONS
+from gantrain.device import resolve_device
+from gantrain.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"input={folder} is not a folder: give a folder of images (e.g. .../testA)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(f"input={folder} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
+def translate_folder(run: str, source: str, out: str | None, direction: str, batch_size: int, device: str) -> Path:
+    """Each image resized to the trained size, through G_AB (AtoB) or G_BA (BtoA), saved as out/<same name>."""
+    if direction not in ("AtoB", "BtoA"):
+        raise UserError(f"direction={direction}: use AtoB or BtoA")
+    state = load_checkpoint(run)
+    system = system_from_checkpoint(state).to(resolve_device(device)).eval()
+    if not hasattr(system, "translate"):
+        raise UserError(f"input= translates images with a CycleGAN run; {state['path']} holds a model that draws "
+                        f"from noise: drop input= and direction=")
+    channels, size = state["data_shape"][0], state["data_shape"][-1]
+    files = image_files(Path(source).expanduser())
+    target = Path(out).expanduser() if out else Path(source).expanduser().parent / f"{Path(source).name}_{direction}"
+    target.mkdir(parents=True, exist_ok=True)
+    resize = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.PILToTensor()])
+    written, skipped = 0, 0
+    for start in range(0, len(files), batch_size):
+        names, images = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                with Image.open(path) as img:
+                    images.append(resize(img.convert("RGB" if channels == 3 else "L")))
+                    names.append(path.name)
+            except (OSError, ValueError):
+                skipped += 1
+        if not images:
+            continue
+        result = system.translate(to_model_range(torch.stack(images)), direction).cpu()
+        for name, image in zip(names, ((result.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)):
+            array = image.permute(1, 2, 0).numpy()
+            Image.fromarray(array[..., 0] if channels == 1 else array).save(target / name)
+            written += 1
+    if skipped:
+        log.warning("skipped %d unreadable file(s) in %s", skipped, source)
+    log.info("%d images %s from %s (step %d) -> %s", written, direction, state["path"], state["step"], target)
+    return target

@@ -1,0 +1,146 @@
+"""CycleGAN on two synthetic domains the tests draw (red squares on black, green squares on white):
+networks, data, pool, losses, LR schedule, exact resume, grids and the translate command."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_config
+from gantrain.build import build_trainer
+from gantrain.data.unpaired import unpaired
+from gantrain.errors import UserError
+from gantrain.models.cyclegan import PatchDiscriminator, ResnetGenerator
+from gantrain.systems.cyclegan import ImagePool
+
+SMALL = ["experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36", "model.n_blocks=1",
+         "model.generator.width=8", "model.discriminator.width=8", "trainer.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("test", 8)):
+        for domain in "AB":
+            folder = root / f"{split}{domain}"
+            folder.mkdir()
+            for i in range(n):
+                image = np.zeros((36, 36, 3), np.uint8) if domain == "A" else np.full((36, 36, 3), 255, np.uint8)
+                r, c, s = rng.integers(4, 20), rng.integers(4, 20), rng.integers(6, 12)
+                image[r:r + s, c:c + s] = (255, 0, 0) if domain == "A" else (0, 160, 0)
+                Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return root
+
+
+def train(run_dir, root, *overrides):
+    cfg = compose_config(*SMALL, f"data.root={root}", *overrides)
+    trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}})
+    trainer.fit()
+    return trainer
+
+
+def test_networks_follow_the_paper():
+    g, d = ResnetGenerator([3, 256, 256], n_blocks=9), PatchDiscriminator([3, 256, 256])
+    assert sum(p.numel() for p in g.parameters()) == 11_378_179  # the CycleGAN code's counts
+    assert sum(p.numel() for p in d.parameters()) == 2_764_737
+    assert d(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # 70x70 patches
+    assert sum(isinstance(m, torch.nn.ReflectionPad2d) for m in g.modules()) == 2 + 2 * 9
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in g.modules()) == 3 + 2 * 9 + 2
+    out = ResnetGenerator([1, 28, 28], width=8, n_blocks=6)(torch.randn(2, 1, 28, 28))
+    assert out.shape == (2, 1, 28, 28) and out.abs().max() <= 1
+    with pytest.raises(UserError, match="multiple of 4"):
+        ResnetGenerator([3, 30, 30])
+
+
+def test_unpaired_batches_are_random_crops_in_range_and_resume_exactly(toy_root):
+    data = unpaired(str(toy_root), image_size=32, load_size=36)
+    assert data.shape == (3, 32, 32) and data.batch_keys == ("A", "B")
+    batches = data.batches(4, seed=0, device=torch.device("cpu"))
+    seen = [next(batches) for _ in range(3)]
+    for batch in seen:
+        assert batch["A"].shape == batch["B"].shape == (4, 3, 32, 32)
+        assert -1 <= batch["A"].min() and batch["A"].max() <= 1
+        assert batch["A"][:, 1:].max() == -1 and batch["B"].min() >= -1  # A: red on black, no green anywhere
+    state = batches.state_dict()
+    following = next(batches)
+    again = data.batches(4, seed=0, device=torch.device("cpu"))
+    again.load_state_dict(state)
+    repeated = next(again)
+    assert all(torch.equal(following[k], repeated[k]) for k in "AB")
+    with pytest.raises(UserError, match="trainA"):
+        unpaired(str(toy_root / "trainA"))
+
+
+def test_pool_returns_new_images_until_full_then_mixes_history():
+    torch.manual_seed(0)
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling up: returned as given
+    later = 100 + torch.arange(64.0).view(64, 1, 1, 1)
+    out = pool.query(later).flatten()
+    from_history = (out < 100).sum().item() + sum(1 for v in out.tolist() if v >= 100 and v not in later.flatten().tolist())
+    assert 0 < (out != later.flatten()).sum() < 64 and from_history > 0
+    assert len(pool.images) == 4 and torch.equal(pool.last, out.view(64, 1, 1, 1))
+    copy = ImagePool(4)
+    copy.set_extra_state(pool.get_extra_state())
+    assert all(torch.equal(a, b) for a, b in zip(copy.images, pool.images)) and torch.equal(copy.last, pool.last)
+    assert torch.equal(ImagePool(0).query(later), later)
+
+
+def test_cycle_loss_falls_and_tensorboard_has_every_term_and_the_grid(toy_root, tmp_path):
+    trainer = train(tmp_path / "run", toy_root, "trainer.max_steps=40", "trainer.log_every=5", "trainer.sample_every=40",
+                    "trainer.checkpoint_every=40", "optim.lr=1e-3")
+    events = EventAccumulator(str(tmp_path / "run")).Reload()
+    for tag in ("loss/G_AB", "loss/G_BA", "loss/D_A", "loss/D_B", "loss/cycle", "loss/identity", "loss/D", "loss/G"):
+        assert tag in events.Tags()["scalars"], tag
+    cycle = [e.value for e in events.Scalars("loss/cycle")]
+    assert np.mean(cycle[-2:]) < 0.7 * np.mean(cycle[:2]), cycle
+    grid = trainer.system.preview(trainer.fixed)
+    assert grid.shape == (48, 3, 32, 32)  # rows: real A, fake B, rec A, real B, fake A, rec B
+    assert torch.equal(grid[:8], trainer.fixed["A"]) and torch.equal(grid[24:32], trainer.fixed["B"])
+
+
+def test_learning_rate_is_constant_then_falls_linearly_to_zero(toy_root, tmp_path):
+    trainer = train(tmp_path / "run", toy_root, "trainer.max_steps=8", "trainer.decay_start=4", "trainer.log_every=1")
+    lrs = [e.value for e in EventAccumulator(str(tmp_path / "run")).Reload().Scalars("lr/G")]
+    # logged at step s: the rate step s trained with; steps after decay_start fall by lr / (max_steps - decay_start)
+    assert lrs == pytest.approx([2e-4] * 5 + [1.5e-4, 1e-4, 0.5e-4], rel=1e-6)
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(0.5e-4, rel=1e-6)
+
+
+def test_resume_is_bitwise_identical_to_a_straight_run(toy_root, tmp_path):
+    straight = train(tmp_path / "straight", toy_root, "trainer.max_steps=6", "trainer.checkpoint_every=3")
+    train(tmp_path / "split", toy_root, "trainer.max_steps=3", "trainer.checkpoint_every=3")
+    resumed = train(tmp_path / "split", toy_root, "trainer.max_steps=6", "trainer.checkpoint_every=3",
+                    f"trainer.resume={tmp_path / 'split'}")
+    for name in ("G", "D", "pools"):
+        a, b = getattr(straight.system, name).state_dict(), getattr(resumed.system, name).state_dict()
+        for key in a:
+            values = zip(a[key].values(), b[key].values()) if isinstance(a[key], dict) else [(a[key], b[key])]
+            assert all(torch.equal(x, y) for x, y in values), key
+
+
+def test_translate_command_keeps_file_names(toy_root, tmp_path):
+    train(tmp_path / "run", toy_root, "trainer.max_steps=2")
+    out = tmp_path / "translated"
+    cli = [sys.executable, "-c", "from gantrain.cli import sample; sample()", f"run={tmp_path / 'run'}"]
+    done = subprocess.run(cli + [f"input={toy_root / 'testA'}", f"out={out}", "direction=AtoB"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (toy_root / "testA").iterdir() if p.suffix == ".png")
+    assert Image.open(out / "000.png").size == (32, 32)
+    wrong = subprocess.run(cli + [f"input={toy_root / 'testA'}", "direction=sideways"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "AtoB or BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_wrong_data_for_the_model_is_one_line(toy_root, tmp_path):
+    with pytest.raises(UserError, match="data=unpaired"):
+        build_trainer(compose_config("model=cyclegan", "trainer=debug"), tmp_path / "a")
+    with pytest.raises(UserError, match="only model=cyclegan"):
+        build_trainer(compose_config("data=unpaired", f"data.root={toy_root}", "trainer=debug"), tmp_path / "b")
