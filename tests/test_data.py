@@ -8,6 +8,8 @@ from gantrain.data import folder, toy, torchvision_sets
 from gantrain.data.base import StreamData, TensorData
 from gantrain.data.digits import digits
 from gantrain.errors import UserError
+from gantrain.build import build_data
+from conftest import compose_config, make_image_tree
 
 CPU = torch.device("cpu")
 
@@ -162,3 +164,11 @@ def test_mnist_dataloader_path_matches_memory(mnist_root):
     for _ in range(5):
         x, y = next(a), next(b)
         assert torch.equal(x["real"], y["real"]) and torch.equal(x["label"], y["label"])
+
+
+def test_folder_accepts_a_relative_root(tmp_path, monkeypatch):
+    """data.root=relative/path (the common case on the command line) decodes and caches like an absolute one."""
+    make_image_tree(tmp_path / "pictures")
+    monkeypatch.chdir(tmp_path)
+    data = build_data(compose_config("data=folder", "data.root=pictures", "data.image_size=16"))
+    assert len(data) == 12 and data.shape == (3, 16, 16)

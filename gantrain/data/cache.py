@@ -23,7 +23,7 @@ def fingerprint(root: Path, paths: list[Path]) -> str:
     digest = hashlib.sha1()
     for p in paths:
         st = p.stat()
-        digest.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(f"{p.resolve().relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

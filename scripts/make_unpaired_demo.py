@@ -1,0 +1,43 @@
+"""An unpaired toy set for CycleGAN from MNIST: domain A = digits, domain B = colour-inverted digits
+(different images, so no pair is shared), in the trainA/ trainB/ testA/ testB/ layout. No download.
+
+    python scripts/make_unpaired_demo.py --mnist ../shared/data --out data/mnist2inverted
+    gantrain experiment=cyclegan data.root=data/mnist2inverted data.image_size=32 data.channels=1 \\
+        model.n_blocks=6 model.generator.width=32 model.discriminator.width=32 \\
+        trainer.batch_size=4 trainer.max_steps=1500 trainer.decay_start=750 trainer.sample_every=250
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torchvision.datasets import MNIST
+
+
+def write(images: np.ndarray, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", default="../shared/data", help="the folder holding MNIST/raw")
+    parser.add_argument("--out", default="data/mnist2inverted")
+    parser.add_argument("--train", type=int, default=2000, help="images per training domain")
+    parser.add_argument("--test", type=int, default=64, help="images per test domain")
+    args = parser.parse_args()
+    train = MNIST(args.mnist, train=True, download=False).data.numpy()
+    test = MNIST(args.mnist, train=False, download=False).data.numpy()
+    order = np.random.default_rng(0).permutation(len(train))
+    out = Path(args.out)
+    write(train[order[:args.train]], out / "trainA")
+    write(255 - train[order[args.train:2 * args.train]], out / "trainB")  # other digits, inverted
+    write(test[:args.test], out / "testA")
+    write(255 - test[args.test:2 * args.test], out / "testB")
+    print(f"{out}: trainA/trainB {args.train} images each, testA/testB {args.test} each")
+
+
+if __name__ == "__main__":
+    main()
