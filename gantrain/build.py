@@ -90,6 +90,12 @@ def check_trainer(trainer: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Values that would only fail later, checked before anything is built: one line per problem."""
+    # `???` in a config: a value only the user can give (the hydra node is Hydra's business)
+    missing = sorted(key for name in cfg if name != "hydra" and isinstance(cfg[name], DictConfig)
+                     for key in OmegaConf.missing_keys(cfg[name]))
+    if missing:
+        hint = " (the folder that holds the data)" if missing[0] == "data.root" else ""
+        raise UserError(f"{missing[0]} has no value: add {missing[0]}=...{hint} to the command line")
     check_trainer(cfg.trainer)
     for net in ("generator", "discriminator"):
         lr = OmegaConf.select(cfg, f"optim.{net}.lr", default=None)

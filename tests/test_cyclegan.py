@@ -115,10 +115,10 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero(toy_root, tmp_pat
 
 
 def test_resume_is_bitwise_identical_to_a_straight_run(toy_root, tmp_path):
-    straight = train(tmp_path / "straight", toy_root, "trainer.max_steps=6", "trainer.checkpoint_every=3")
-    train(tmp_path / "split", toy_root, "trainer.max_steps=3", "trainer.checkpoint_every=3")
-    resumed = train(tmp_path / "split", toy_root, "trainer.max_steps=6", "trainer.checkpoint_every=3",
-                    f"trainer.resume={tmp_path / 'split'}")
+    small_pool = "model.pool_size=4"  # full after one step: the random swaps and the pending fakes must resume
+    straight = train(tmp_path / "straight", toy_root, "trainer.max_steps=4", small_pool)
+    train(tmp_path / "split", toy_root, "trainer.max_steps=2", small_pool)
+    resumed = train(tmp_path / "split", toy_root, "trainer.max_steps=4", small_pool, f"trainer.resume={tmp_path / 'split'}")
     for name in ("G", "D", "pools"):
         a, b = getattr(straight.system, name).state_dict(), getattr(resumed.system, name).state_dict()
         for key in a:

@@ -154,6 +154,7 @@ BAD_COMMAND_LINES = {
     "missing data": (["data=folder", "data.root=/nonexistent"], "data.root=/nonexistent is not a folder"),
     "bad resume": (["trainer.resume=/nonexistent"], "/nonexistent does not exist"),
     "syntax": (["trainer.max_steps=[1,"], "cannot read the command line"),
+    "no data.root": (["data=folder"], "data.root has no value: add data.root=..."),
 }
 
 
