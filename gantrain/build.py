@@ -10,6 +10,7 @@ from hydra.utils import get_class
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gantrain import distributed
 from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.device import resolve_device
@@ -117,7 +118,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in SYSTEM_TRAINER_KEYS:
         settings.pop(key, None)
-    evaluator = build_evaluator(cfg, data) if settings.get("eval_every") else None
+    # only rank 0 evaluates under torchrun: the other ranks need no classifier or real statistics
+    evaluator = build_evaluator(cfg, data) if settings.get("eval_every") and distributed.is_main() else None
     return Trainer(
         system, data,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
