@@ -87,7 +87,8 @@ PROGRESS_KEYS = {"loss/D": "loss_D %.4f", "loss/G": "loss_G %.4f", "loss/cycle":
 
 def progress_line(values: dict) -> str:
     """The log's progress line: the statistics this system reports, in a fixed order."""
-    return "  ".join(fmt % values[key] for key, fmt in PROGRESS_KEYS.items() if key in values)
+    line = "  ".join(fmt % values[key] for key, fmt in PROGRESS_KEYS.items() if key in values)
+    return line.replace("  / ", " / ")  # D(G(z)) before / after the D step read as one pair
 
 
 def make_optimizer(factory: Callable, params: list[nn.Parameter], fused: bool) -> torch.optim.Optimizer:
