@@ -130,12 +130,17 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
 
 def build_evaluator(cfg: DictConfig, data: Data):
     """The metrics of cfg.metrics against the training data (its test split too, for tstr)."""
-    test_data = None
-    if "tstr" in cfg.metrics.metrics and "train" in cfg.data:
-        test_cfg = cfg.data.copy()
-        test_cfg.train = False
-        test_data = instantiate(test_cfg)
+    test_data = build_test_split(cfg.data) if "tstr" in cfg.metrics.metrics else None
     return instantiate(cfg.metrics)(data=data, test_data=test_data)
+
+
+def build_test_split(data_cfg: DictConfig) -> Data | None:
+    """The held-out split of a data config that has one (`train: true|false`), else None."""
+    if "train" not in data_cfg:
+        return None
+    test_cfg = data_cfg.copy()
+    test_cfg.train = False
+    return instantiate(test_cfg)
 
 
 def check_data_fits(system: torch.nn.Module, data: Data, cfg: DictConfig) -> None:

@@ -9,16 +9,12 @@ from torchvision.utils import save_image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import find_checkpoint, load_checkpoint
+from gantrain.data.batches import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 
 log = logging.getLogger(__name__)
 MAX_GRID = 1024  # a PNG of more images than this is too big to look at
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float (N, C, H, W) -> uint8 0..255, the layout and range image files use."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
 def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
@@ -44,7 +40,7 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
     labels = class_labels(system, n, label)
     samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **({"labels": labels} if labels is not None else {}))
     if samples.ndim == 4:
-        arrays = {"images": to_uint8(samples)} | ({"labels": labels.numpy()} if labels is not None else {})
+        arrays = {"images": to_uint8(samples).numpy()} | ({"labels": labels.numpy()} if labels is not None else {})
         np.savez_compressed(npz_path, **arrays)
         save_image(samples[:MAX_GRID], png_path, nrow=int(np.ceil(np.sqrt(min(n, MAX_GRID)))), normalize=True, value_range=(-1, 1))
     else:  # points: keep the floats, plot them over nothing

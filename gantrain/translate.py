@@ -10,7 +10,7 @@ from PIL import Image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data.batches import to_model_range
+from gantrain.data.batches import to_model_range, to_uint8
 from gantrain.data.folder import IMAGE_EXTENSIONS
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
@@ -54,7 +54,7 @@ def translate_folder(run: str, source: str, out: str | None, direction: str, bat
         if not images:
             continue
         result = system.translate(to_model_range(torch.stack(images)), direction).cpu()
-        for name, image in zip(names, ((result.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)):
+        for name, image in zip(names, to_uint8(result)):
             array = image.permute(1, 2, 0).numpy()
             Image.fromarray(array[..., 0] if channels == 1 else array).save(target / name)
             written += 1

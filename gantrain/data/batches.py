@@ -22,6 +22,11 @@ def to_model_range(x: Tensor) -> Tensor:
     return x.float()
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """[-1, 1] floats -> uint8 0..255, as image files store them (the inverse of to_model_range)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
     """The permutation of epoch `epoch` and one flip coin per position, both from (seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -49,14 +49,6 @@ def build(cfg: DictConfig) -> Data:
     return data
 
 
-def test_split(cfg: DictConfig) -> Data | None:
-    if "train" not in cfg:
-        return None
-    test = cfg.copy()
-    test.train = False
-    return build(test)
-
-
 def fake_images(source: str, real: Data, overrides: DictConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 (N, C, H, W) fakes (and labels, when an .npz has them) from an .npz, a folder or a dataset."""
     if source.endswith(".npz"):
@@ -81,7 +73,7 @@ def evaluator_settings(cfg: DictConfig) -> dict:
 
 
 def score_run(cfg: DictConfig) -> tuple[dict, str]:
-    from gantrain.build import system_from_checkpoint
+    from gantrain.build import build_test_split, system_from_checkpoint
     from gantrain.checkpoint import load_checkpoint
     from gantrain.device import resolve_device
 
@@ -93,7 +85,7 @@ def score_run(cfg: DictConfig) -> tuple[dict, str]:
             saved[key] = value
     metrics = list(cfg.metrics) + (["accuracy"] if getattr(system, "num_classes", 0) else [])
     real = build(saved)
-    evaluator = Evaluator(real, metrics, test_data=test_split(saved) if "tstr" in metrics else None,
+    evaluator = Evaluator(real, metrics, test_data=build_test_split(saved) if "tstr" in metrics else None,
                           **evaluator_settings(cfg))
     return evaluator(system), f"{state['path']} (step {state['step']})"
 

@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from gantrain.checkpoint import atomic_save
 from gantrain.data import Data, TensorData
+from gantrain.data.batches import to_uint8
 from gantrain.data.cache import cache_dir
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
@@ -43,11 +45,6 @@ def fingerprint(images: Tensor, labels: Tensor | None) -> str:
     if labels is not None:
         digest.update(labels.numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] floats -> uint8 0..255, as they would be saved to image files."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class Evaluator:
@@ -97,7 +94,7 @@ class Evaluator:
             except Exception:
                 log.warning("recomputing real features: %s is unreadable", path)
         features, _ = self.extractor(self.real)
-        torch.save({"features": torch.from_numpy(features).float()}, path)
+        atomic_save({"features": torch.from_numpy(features).float()}, path)
         return features
 
     # ---------------------------------------------------------------- scoring

@@ -7,7 +7,6 @@ whose penultimate layer gives domain features and whose softmax gives a classifi
 """
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gantrain.checkpoint import atomic_save
+from gantrain.data.batches import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
 from gantrain.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,6 @@ class SmallClassifier(nn.Module):
         return features, self.head(features)
 
 
-def to_unit_range(images: Tensor) -> Tensor:
-    return images.float().div(127.5).sub(1.0)  # the classifier sees what the GAN sees: [-1, 1]
-
-
 def train_classifier(images: Tensor, labels: Tensor, num_classes: int, device: torch.device, epochs: int = 3,
                      seed: int = 0, batch_size: int = 128) -> SmallClassifier:
     """A classifier of uint8 images (N, C, H, W): Adam 1e-3, a few epochs, seeded."""
@@ -130,7 +127,7 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int, device: t
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for idx in order.split(batch_size):
-            x = to_unit_range(images[idx]).to(device)
+            x = to_model_range(images[idx]).to(device)
             loss = F.cross_entropy(net(x)[1], labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -142,7 +139,7 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int, device: t
 def accuracy(net: nn.Module, images: Tensor, labels: Tensor, device: torch.device, batch_size: int = 500) -> float:
     correct = 0
     for x, y in zip(images.split(batch_size), labels.split(batch_size)):
-        correct += int((net(to_unit_range(x).to(device))[1].argmax(1).cpu() == y).sum())
+        correct += int((net(to_model_range(x).to(device))[1].argmax(1).cpu() == y).sum())
     return correct / max(len(images), 1)
 
 
@@ -152,7 +149,7 @@ class ClassifierExtractor(Extractor):
     name = "classifier"
 
     def prepare(self, images: Tensor) -> Tensor:
-        return to_unit_range(images)
+        return to_model_range(images)
 
     def outputs(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         features, logits = self.network(batch)
@@ -172,7 +169,5 @@ def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: P
             log.warning("retraining the evaluation classifier: %s is unreadable (%s)", path, str(err).splitlines()[0][:100])
     log.info("training the evaluation classifier on %d real images (once; cached in %s)", len(images), path)
     net = train_classifier(images, labels, num_classes, device, epochs)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, path)
+    atomic_save(net.state_dict(), path)
     return net
