@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from gantrain.build import instantiate  # a UserError raised by a target reaches the user as one line
 from omegaconf import DictConfig, OmegaConf
 
 from gantrain.data import Data
