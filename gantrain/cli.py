@@ -19,6 +19,9 @@ from gantrain.errors import Interrupted, TrainingDiverged, UserError
 
 log = logging.getLogger("gantrain")
 CONFIG_PATH = "pkg://gantrain.configs"
+# gantrain-sample and gantrain-eval have their own folder: beside the training groups, Hydra would read
+# `metrics=[fid]` as a choice of the `metrics` group instead of the value of the eval config's key
+COMMAND_CONFIG_PATH = "pkg://gantrain.cli_configs"
 
 
 # ------------------------------------------------------------------ run directories on resume
@@ -213,7 +216,7 @@ def _checked_train() -> None:
 
 
 # ------------------------------------------------------------------ gantrain-sample
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+@hydra.main(version_base="1.3", config_path=COMMAND_CONFIG_PATH, config_name="sample")
 @reports_user_errors
 def _sample(cfg: DictConfig) -> None:
     from gantrain.sampling import sample_to_files
@@ -235,7 +238,7 @@ def sample() -> None:
 
 
 # ------------------------------------------------------------------ gantrain-eval
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@hydra.main(version_base="1.3", config_path=COMMAND_CONFIG_PATH, config_name="eval")
 @reports_user_errors
 def _evaluate(cfg: DictConfig) -> None:
     from gantrain.metrics.command import run
