@@ -25,7 +25,8 @@ def dataset_names() -> list[str]:
 
 def data_config(source: str, overrides: DictConfig, shape: tuple[int, ...] | None = None) -> DictConfig:
     """A data config for `source`: a dataset name (configs/data/<name>.yaml) or an image folder."""
-    if source in dataset_names():
+    named = source in dataset_names()
+    if named:
         cfg = OmegaConf.load(files("gantrain.configs").joinpath("data", f"{source}.yaml"))
     elif Path(source).expanduser().is_dir():
         cfg = OmegaConf.load(files("gantrain.configs").joinpath("data", "folder.yaml"))
@@ -37,6 +38,8 @@ def data_config(source: str, overrides: DictConfig, shape: tuple[int, ...] | Non
         if "channels" in cfg:
             cfg.channels = shape[0]
     for key, value in overrides.items():
+        if key == "root" and not named:  # a folder is read as it is named: data.root is the other side's
+            continue
         if value is not None and (key in cfg or key == "train"):
             cfg[key] = value
     return cfg
