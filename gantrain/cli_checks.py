@@ -1,16 +1,17 @@
-"""Part of the CLI boundary: check a command line against the real configs before Hydra starts a run.
+"""Part of the CLI boundary: compose a command line with Hydra itself before a run starts, and say
+in one line what is wrong with it.
 
-Hydra would report a typo only after creating a run directory, as a multi-line message; this finds
-unknown groups, options and keys (suggesting the closest valid name), bad values and an unwritable
-output directory, and says each in one line.
+Hydra decides what a command line means (search paths, `+group=option`, groups added by plugins);
+this module only runs that composition early, before Hydra creates a run directory, and turns its
+multi-line errors into one line with the closest valid name. It keeps no list of its own.
 """
 
+import argparse
 import difflib
 import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
-from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -19,28 +20,39 @@ from omegaconf import DictConfig, OmegaConf
 from gantrain.errors import UserError
 
 
+def hydra_flags() -> argparse.ArgumentParser:
+    """The command-line flags of a @hydra.main program (Hydra 1.3's documented set), so the overrides
+    can be told apart from them; tests compare it with Hydra's own parser."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for names in (("--help", "-h"), ("--hydra-help",), ("--version",), ("--resolve",), ("--run", "-r"),
+                  ("--multirun", "-m"), ("--shell-completion", "-sc")):
+        parser.add_argument(*names, action="store_true")
+    for names in (("--cfg", "-c"), ("--package", "-p"), ("--config-path", "-cp"), ("--config-name", "-cn"),
+                  ("--config-dir", "-cd"), ("--experimental-rerun",)):
+        parser.add_argument(*names)
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    parser.add_argument("overrides", nargs="*")
+    return parser
+
+
 def check_command_line(argv: list[str], config_name: str = "config") -> None:
-    """Raise UserError for the first problem of `gantrain <argv>`; flags like --help are left to Hydra."""
-    args, _ = get_args_parser().parse_known_args(argv)
+    """Raise UserError for the first problem of `gantrain <argv>`; informational flags are left to Hydra."""
+    args, _ = hydra_flags().parse_known_args(argv)
     modes = [flag for flag, on in (("--run", args.run), ("-m", args.multirun), ("--cfg", args.cfg), ("--info", args.info)) if on]
     if len(modes) > 1:
         raise UserError(f"{' and '.join(modes)} do not go together: use one of them")
-    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_path or args.config_dir:
+    informational = (args.help, args.hydra_help, args.version, args.cfg, args.info, args.shell_completion)
+    if any(informational) or args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
         return
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException as err:
         raise UserError(f"cannot read the command line: {first_line(err)}") from None
-    hydra_lines = [o.input_line for o in overrides if o.key_or_group.startswith("hydra")]
-    overrides = [o for o in overrides if not o.key_or_group.startswith("hydra")]
+    overrides = [o for o in overrides if composable(o)]
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
-        check_groups(overrides, loader)
-        groups = set(loader.list_groups(""))
         for line in representative_command_lines(overrides):
-            chosen = compose_or_explain(config_name, [x for x in line if x.split("=")[0].lstrip("~+") in groups])
-            check_keys(overrides, chosen, groups)  # before composing them: Hydra's own message is several lines
-            cfg = compose_or_explain(config_name, line + hydra_lines)
+            cfg = compose_or_explain(config_name, line, overrides, loader)
             if not args.multirun:
                 check_values(cfg)
                 check_output_dir(cfg)
@@ -62,18 +74,9 @@ def values_of(o) -> list[str]:
     return [o.get_value_element_as_str()] if o.value() is not None else []
 
 
-def check_groups(overrides: list, loader) -> None:
-    """group=option: the group exists and (each swept) option is one of its files."""
-    groups = [g for g in loader.list_groups("") if not g.startswith("hydra")]
-    for o in overrides:
-        group = o.key_or_group
-        if group not in groups:
-            continue
-        options = loader.get_group_options(group)
-        for value in values_of(o):
-            if value not in options and value != "null":
-                raise UserError(f"{group}={value} is not an option of {group}{closest(value, options)}: "
-                                f"choose one of {', '.join(options)}")
+def composable(o) -> bool:
+    """A value, or a sweep whose values can be listed; a continuous interval(...) is a sweeper's to sample."""
+    return not o.is_interval_sweep()
 
 
 def representative_command_lines(overrides: list) -> list[list[str]]:
@@ -86,11 +89,52 @@ def representative_command_lines(overrides: list) -> list[list[str]]:
     return lines
 
 
-def compose_or_explain(config_name: str, overrides: list[str]) -> DictConfig:
+def compose_or_explain(config_name: str, line: list[str], overrides: list, loader) -> DictConfig:
+    """Hydra's composition of one command line; when it fails, one line saying which override is wrong."""
     try:
-        return compose(config_name, overrides=overrides, return_hydra_config=True)
+        return compose(config_name, overrides=line, return_hydra_config=True)
     except HydraException as err:
-        raise UserError(f"{first_line(err)} (overrides: {' '.join(overrides)})") from None
+        hydra_lines = [x for x in line if x.lstrip("+~").startswith("hydra.")]  # search paths decide the groups
+        explain_group_options(overrides, config_name, hydra_lines, loader)
+        explain_unknown_keys(overrides, config_name, line, hydra_lines, loader)
+        raise UserError(f"{first_line(err)} (overrides: {' '.join(line)})") from None
+
+
+def group_options(loader, group: str, config_name: str, hydra_lines: list[str]) -> list[str]:
+    """The options Hydra sees for `group` (with this command line's search path), [] if it is no group."""
+    try:
+        return list(loader.get_group_options(group, config_name=config_name, overrides=hydra_lines))
+    except HydraException:
+        return []
+
+
+def explain_group_options(overrides: list, config_name: str, hydra_lines: list[str], loader) -> None:
+    """group=option naming an option the group does not have: the closest one and the list."""
+    for o in overrides:
+        if o.is_delete() or o.key_or_group.startswith("hydra."):
+            continue
+        options = group_options(loader, o.key_or_group, config_name, hydra_lines)
+        for value in values_of(o) if options else []:
+            if value not in options and value != "null":
+                raise UserError(f"{o.key_or_group}={value} is not an option of {o.key_or_group}{closest(value, options)}: "
+                                f"choose one of {', '.join(options)}")
+
+
+def explain_unknown_keys(overrides: list, config_name: str, line: list[str], hydra_lines: list[str], loader) -> None:
+    """key=value naming a key the composed config does not have: the closest key, and how to add one."""
+    groups = [x for x, o in zip(line, overrides) if o.is_add() or o.is_delete()
+              or group_options(loader, o.key_or_group, config_name, hydra_lines)]
+    try:
+        cfg = compose(config_name, overrides=groups + hydra_lines)
+    except HydraException:
+        return  # the groups themselves do not compose: Hydra's own message says why
+    known = leaf_keys(cfg)
+    for o in overrides:
+        key = o.key_or_group
+        if not (o.is_add() or o.is_force_add() or o.is_delete() or key.startswith("hydra.") or key in known
+                or group_options(loader, key, config_name, hydra_lines)):
+            raise UserError(f"{key} is not a config key{closest(key, known)}; `gantrain --cfg job` lists them "
+                            f"(to add a new key on purpose, write +{key}=...)")
 
 
 def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -102,19 +146,6 @@ def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
         if isinstance(node, DictConfig):
             keys += leaf_keys(node, path + ".")
     return keys
-
-
-def check_keys(overrides: list, cfg: DictConfig, groups: set[str]) -> None:
-    """key=value overrides name keys that exist (struct mode); `+key=value` adds one on purpose."""
-    job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-    known = leaf_keys(job)
-    for o in overrides:
-        key = o.key_or_group
-        if o.is_add() or o.is_force_add() or o.is_delete() or key in known or key in groups:
-            continue
-        if key not in known:
-            raise UserError(f"{key} is not a config key{closest(key, known)}; `gantrain --cfg job` lists them "
-                            f"(to add a new key on purpose, write +{key}=...)")
 
 
 def check_values(cfg: DictConfig) -> None:
