@@ -15,6 +15,7 @@ from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.device import resolve_device
 from gantrain.trainer import Trainer, parse_amp
+from gantrain.trust import check_saved_config
 
 POSITIVE_TRAINER_KEYS = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
                          "grid_size", "keep_checkpoints")
@@ -155,10 +156,12 @@ def check_data_fits(system: torch.nn.Module, data: Data, cfg: DictConfig) -> Non
                     f"experiment=cyclegan, or pick a single-domain data set")
 
 
-def system_from_checkpoint(state: dict) -> torch.nn.Module:
-    """Rebuild a trained system from a loaded checkpoint: its saved config, data shape and weights."""
+def system_from_checkpoint(state: dict, trust: bool = False) -> torch.nn.Module:
+    """Rebuild a trained system from a loaded checkpoint: its saved config, data shape and weights.
+    The config's targets are checked first (gantrain.trust): a checkpoint must not choose code to run."""
     if "config" not in state or "data_shape" not in state:
         raise UserError(f"checkpoint {state.get('path')} has no saved config: it was not written by gantrain's Trainer")
+    check_saved_config(state["config"], f"checkpoint {state.get('path')}", trust)
     system = build_system(OmegaConf.create(state["config"]), tuple(state["data_shape"]), state.get("num_classes", 0))
     for name, module in system.checkpoint_modules().items():
         try:

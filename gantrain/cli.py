@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gantrain import distributed
-from gantrain.errors import Interrupted, TrainingDiverged, UserError
+from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
 
 log = logging.getLogger("gantrain")
 CONFIG_PATH = "pkg://gantrain.configs"
@@ -52,7 +52,7 @@ OmegaConf.register_new_resolver("gantrain_hydra_subdir", _resolver_hydra_subdir,
 
 
 # ------------------------------------------------------------------ errors
-EXIT_STATUS = {UserError: 2, TrainingDiverged: 1}
+EXIT_STATUS = {UserError: 2, TrainingDiverged: 1, DiskFull: 1}
 
 
 def reports_user_errors(task):
@@ -162,10 +162,14 @@ def resumed_config(cfg: DictConfig, saved: dict, saved_choices: dict) -> DictCon
 def _train(cfg: DictConfig) -> None:
     from gantrain.build import build_trainer
     from gantrain.checkpoint import load_checkpoint
+    from gantrain.trust import check_saved_config, targets_in
 
     choices = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
     if cfg.trainer.resume:
         saved = load_checkpoint(cfg.trainer.resume)
+        # the saved config is built below: it may name only gantrain's code or what this command line names
+        check_saved_config(saved.get("config", {}), f"checkpoint {saved['path']}", cfg.trust_checkpoint,
+                           also_allowed=[target for _, target in targets_in(cfg)])
         cfg = resumed_config(cfg, saved.get("config", {}), saved.get("choices", {}))
         choices = saved.get("choices", choices)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -226,9 +230,10 @@ def _sample(cfg: DictConfig) -> None:
     if cfg.input is not None:
         from gantrain.translate import translate_folder
 
-        print(translate_folder(cfg.run, cfg.input, cfg.out, cfg.direction, cfg.batch_size, cfg.device))
+        print(translate_folder(cfg.run, cfg.input, cfg.out, cfg.direction, cfg.batch_size, cfg.device, cfg.trust_checkpoint))
         return
-    for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label):
+    for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label,
+                                cfg.trust_checkpoint):
         print(path)
 
 

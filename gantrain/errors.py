@@ -9,6 +9,10 @@ class TrainingDiverged(Exception):
     """Losses became NaN or infinite; the last good checkpoint is kept. Exit status 1."""
 
 
+class DiskFull(Exception):
+    """The disk filled up while a checkpoint was written; the partial file is removed. Exit status 1."""
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM stopped the run after a step, with a checkpoint written. Exit status 128+signal."""
 

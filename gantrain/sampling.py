@@ -31,12 +31,12 @@ def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
 
 
 def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: str, seed: int,
-                    label: int | None = None) -> list[Path]:
+                    label: int | None = None, trust: bool = False) -> list[Path]:
     if n <= 0 or batch_size <= 0:
         raise UserError(f"n={n}, batch_size={batch_size}: both must be positive")
     npz_path, png_path = output_paths(run, out)
     state = load_checkpoint(run)
-    system = system_from_checkpoint(state).to(resolve_device(device)).eval()
+    system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
     labels = class_labels(system, n, label)
     samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **({"labels": labels} if labels is not None else {}))
     if samples.ndim == 4:

@@ -27,12 +27,13 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def translate_folder(run: str, source: str, out: str | None, direction: str, batch_size: int, device: str) -> Path:
+def translate_folder(run: str, source: str, out: str | None, direction: str, batch_size: int, device: str,
+                     trust: bool = False) -> Path:
     """Each image resized to the trained size, through G_AB (AtoB) or G_BA (BtoA), saved as out/<same name>."""
     if direction not in ("AtoB", "BtoA"):
         raise UserError(f"direction={direction}: use AtoB or BtoA")
     state = load_checkpoint(run)
-    system = system_from_checkpoint(state).to(resolve_device(device)).eval()
+    system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
     if not hasattr(system, "translate"):
         raise UserError(f"input= translates images with a CycleGAN run; {state['path']} holds a model that draws "
                         f"from noise: drop input= and direction=")

@@ -81,7 +81,7 @@ def score_run(cfg: DictConfig) -> tuple[dict, str]:
     from gantrain.device import resolve_device
 
     state = load_checkpoint(cfg.run)
-    system = system_from_checkpoint(state).to(resolve_device(cfg.device)).eval()
+    system = system_from_checkpoint(state, cfg.trust_checkpoint).to(resolve_device(cfg.device)).eval()
     saved = OmegaConf.create(state["config"]).data
     for key, value in cfg.data.items():
         if value is not None:

@@ -1,0 +1,88 @@
+"""A checkpoint cannot run code: not through its pickle (weights_only=True) and not through its saved
+config, whose targets must be gantrain's own unless the user says trust_checkpoint=true."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from gantrain.build import build_trainer, system_from_checkpoint
+from gantrain.checkpoint import load_checkpoint
+from gantrain.errors import UserError
+from gantrain.trust import check_saved_config, shipped_targets
+
+
+class Payload:
+    """Unpickling this creates a file: proof that the checkpoint ran code."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def evil_checkpoint(tmp_path_factory):
+    """A real gantrain checkpoint whose config.loss is torch.load of a pickle that creates `marker`."""
+    base = tmp_path_factory.mktemp("evil")
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer=debug", "trainer.max_steps=1", "trainer.grid_size=4", "model.generator.width=8",
+                                           "model.discriminator.width=8"])
+    run = base / "run"
+    build_trainer(cfg, run, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}}).fit()
+    marker = base / "PWNED"
+    with open(base / "payload.pkl", "wb") as f:
+        pickle.dump(Payload(str(marker)), f)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["loss"] = {"_target_": "torch.load", "_args_": [str(base / "payload.pkl")], "weights_only": False}
+    evil = base / "evil.pt"
+    torch.save(state, evil)
+    return evil, marker
+
+
+def run_command(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    code = "import sys; from gantrain import cli; sys.argv[0] = sys.argv[1]; del sys.argv[1]; getattr(cli, sys.argv.pop(1))()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", [
+    ["gantrain-sample", "sample", "run={evil}", "n=4", "out={tmp}/s.npz"],
+    ["gantrain-eval", "evaluate", "run={evil}", "num_samples=4", "classifier_epochs=1", "out={tmp}/m.json"],
+    ["gantrain", "train", "trainer.resume={evil}", "trainer.max_steps=2"],
+], ids=["sample", "eval", "resume"])
+def test_every_command_that_reads_a_checkpoint_refuses_a_config_that_names_foreign_code(evil_checkpoint, command, tmp_path):
+    evil, marker = evil_checkpoint
+    marker.unlink(missing_ok=True)
+    args = [a.format(evil=evil, tmp=tmp_path) for a in command]
+    done = run_command(args, tmp_path)
+    assert not marker.exists(), "the checkpoint's config ran code"
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "torch.load" in last and "trust_checkpoint=true" in last and "Traceback" not in done.stderr
+
+
+def test_the_check_happens_before_anything_is_built(evil_checkpoint):
+    evil, marker = evil_checkpoint
+    with pytest.raises(UserError, match=r"torch\.load \(at loss\._target_\)"):
+        system_from_checkpoint(load_checkpoint(evil))
+    assert not marker.exists()
+
+
+def test_nested_and_listed_targets_are_found_and_trust_lets_them_through():
+    config = {"model": {"_target_": "gantrain.systems.gan.GAN", "generator": {"_args_": [{"_target_": "os.system"}]}}}
+    with pytest.raises(UserError, match=r"os\.system \(at model\.generator\._args_\[0\]\._target_\)"):
+        check_saved_config(config, "x.pt")
+    check_saved_config(config, "x.pt", trust=True)
+    check_saved_config(config, "x.pt", also_allowed=["os.system"])  # what the user's own command line names
+
+
+def test_every_shipped_target_is_gantrains_or_torchs_optimizers():
+    assert "gantrain.systems.gan.GAN" in shipped_targets() and "torch.optim.Adam" in shipped_targets()
+    assert all(t.startswith(("gantrain.", "torch.optim.")) for t in shipped_targets())
