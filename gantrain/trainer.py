@@ -22,7 +22,7 @@ from gantrain import distributed
 from gantrain.checkpoint import load_checkpoint, rng_state, save_best, save_checkpoint, set_rng_state
 from gantrain.data import Data
 from gantrain.device import resolve_device
-from gantrain.errors import Interrupted, TrainingDiverged, UserError
+from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
 from gantrain.loggers import NullLogger, RunLogger
 from gantrain.safety import DivergenceWatch, stop_on_signals
 
@@ -297,7 +297,8 @@ class Trainer:
         higher = self.best_metric in getattr(self.evaluator, "higher_is_better", ())
         if not self.best or (value > self.best["value"] if higher else value < self.best["value"]):
             self.best = {"metric": self.best_metric, "value": float(value), "step": self.step}
-            save_best(self.state_dict(), self.run_dir / "checkpoints")
+            with self.stop_when_disk_full():
+                save_best(self.state_dict(), self.run_dir / "checkpoints")
 
     # ---------------------------------------------------------------- logging and sampling
     def log_scalars(self, bar) -> None:
@@ -382,10 +383,25 @@ class Trainer:
         self.check_finite()  # never write a checkpoint of a diverged model
         path = self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt"
         if self.main:
-            path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+            with self.stop_when_disk_full():
+                path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
         self.saved_path = path
         self.saved_step = self.step
         return self.saved_path
+
+    @contextlib.contextmanager
+    def stop_when_disk_full(self):
+        """A checkpoint that does not fit on the disk stops the run in one line naming what to resume from,
+        with TensorBoard flushed (finish() and interrupt() save outside fit()'s own clean-up)."""
+        try:
+            yield
+        except DiskFull as err:
+            with contextlib.suppress(OSError):  # the event file may not fit either; the message matters more
+                self.logger.close()
+            kept = (f"the last good checkpoint is {self.saved_path}; free some space (or lower trainer.keep_checkpoints) "
+                    f"and resume with: gantrain trainer.resume={self.run_dir}" if self.saved_path else
+                    "no checkpoint was written yet; free some space and start again")
+            raise DiskFull(f"{err}; {kept}") from err
 
     def load_networks(self, state: dict) -> None:
         """Each checkpointed network's weights, refused with the mismatch named when they do not fit."""

@@ -1,6 +1,10 @@
 """Shared test helpers: compose the real configs, and make small datasets on disk (no downloads)."""
 
+import atexit
+import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,12 @@ from PIL import Image
 import gantrain.cli  # noqa: F401  (registers the config resolvers)
 
 torch.set_num_threads(2)
+
+# Every cache gantrain writes goes to a fresh folder for this session, never the user's ~/.cache/gantrain; set at
+# import so the CLI run in subprocesses inherits it.
+if "GANTRAIN_CACHE" not in os.environ:
+    os.environ["GANTRAIN_CACHE"] = tempfile.mkdtemp(prefix="gantrain-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["GANTRAIN_CACHE"], ignore_errors=True)
 
 
 def compose_config(*overrides: str):
@@ -59,6 +69,31 @@ def make_image_tree(root: Path, classes=("cats", "dogs"), per_class: int = 6, si
             suffix = ".png" if i % 2 else ".jpg"
             Image.fromarray(array).save(folder / f"{i:03d}{suffix}")
     return root
+
+
+def tensors_held(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor a module holds, by name: parameters, buffers, extra state (e.g. CycleGAN's image pools)
+    and plain tensor attributes, in lists and dicts too. A resume must leave all of them on the device."""
+    found = dict(module.named_parameters()) | dict(module.named_buffers())
+
+    def walk(name: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            found[name] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{name}.{key}", item)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(f"{name}.{i}", item)
+
+    for prefix, sub in module.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        if type(sub).get_extra_state is not torch.nn.Module.get_extra_state:
+            walk(f"{prefix}<extra_state>", sub.get_extra_state())
+        for key, value in vars(sub).items():  # e.g. the pools' `images` and `last`, the GAN's cached `_fake`
+            if key not in ("_parameters", "_buffers", "_modules"):  # those three are counted above
+                walk(f"{prefix}{key}", value)
+    return found
 
 
 @pytest.fixture

@@ -132,6 +132,8 @@ def test_parallel_sweep_with_the_joblib_launcher(tmp_path):
                cwd=tmp_path)
     assert "2 of 2 jobs succeeded" in proc.stderr
     assert all((tmp_path / "sweep" / n / "checkpoints" / "last.pt").is_file() for n in ("0", "1"))
+    launcher = yaml.safe_load((tmp_path / "sweep" / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["launcher"]
+    assert launcher["_target_"].endswith("JoblibLauncher")  # the jobs ran through joblib, not the default launcher
 
 
 def test_slurm_launcher_preset_composes(tmp_path):

@@ -1,6 +1,9 @@
 """Every YAML in every config group composes and instantiates; every experiment trains a few steps."""
 
+import json
 import pickle
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -128,7 +131,9 @@ def test_every_logger_config_instantiates(name, tmp_path):
     logger = instantiate(compose_config(f"logger={name}").logger)(run_dir=tmp_path)
     logger.scalars({"x": 1.0}, 1)
     logger.close()
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert [(e.step, e.value) for e in EventAccumulator(str(tmp_path)).Reload().Scalars("x")] == [(1, 1.0)]
 
 
 EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_dcgan": "mnist", "dcgan_mnist": "mnist",
@@ -137,14 +142,49 @@ EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_d
                    "cgan_mnist": "mnist", "keras_dcgan_celeba": "celeba", "cyclegan": "unpaired"}
 
 
-@pytest.mark.parametrize("name", options("experiment"))
-def test_every_experiment_trains_a_few_debug_steps(name, data_overrides, tmp_path):
-    data_name = EXPERIMENT_DATA.get(name)
-    cfg = compose_config(f"experiment={name}", "trainer=debug", "trainer.max_steps=2", *data_overrides.get(data_name, []))
-    assert cfg.trainer.batch_size == 8  # trainer=debug wins over the preset's recipe
-    trainer = build_trainer(cfg, tmp_path / "run", meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+DEBUG_SECONDS, DEBUG_PEAK_MB = 20, 3000  # per preset, and the process's peak resident memory
+
+
+def test_every_experiment_trains_in_seconds_under_trainer_debug(data_overrides, tmp_path):
+    """Each preset with nothing but trainer=debug (its own image size, blocks and widths: debug must shrink
+    them) trains 4 steps within the ceilings; one subprocess, so its peak memory is the presets' own."""
+    roots = {name: [o for o in overrides if o.startswith("data.root=")] for name, overrides in data_overrides.items()}
+    lines = {name: [f"experiment={name}", "trainer=debug", *roots.get(EXPERIMENT_DATA.get(name), [])]
+             for name in options("experiment")}
+    script = DEBUG_SCRIPT.format(lines=lines, out=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(measured) == set(options("experiment"))
+    for name, (seconds, peak_mb, steps, batch_size) in measured.items():
+        assert steps == 4 and batch_size == 8, name  # trainer=debug wins over the preset's recipe
+        assert seconds < DEBUG_SECONDS, f"{name}: {seconds:.1f} s under trainer=debug"
+        assert peak_mb < DEBUG_PEAK_MB, f"{name}: peak memory {peak_mb:.0f} MB under trainer=debug"
+        assert (tmp_path / name / "checkpoints" / "last.pt").is_file()
+
+
+DEBUG_SCRIPT = """
+import json, resource, time
+import torch, torchvision
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+import gantrain.cli
+from gantrain.build import build_trainer
+
+torch.set_num_threads(2)
+torchvision.datasets.CIFAR10._check_integrity = lambda self: True  # the tiny pickles made by the test
+torchvision.datasets.cifar.check_integrity = lambda *args: True
+measured = {{}}
+for name, line in {lines!r}.items():
+    started = time.perf_counter()
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        cfg = compose("config", overrides=line)
+    trainer = build_trainer(cfg, f"{out}/{{name}}", meta={{"config": OmegaConf.to_container(cfg, resolve=True)}})
     trainer.fit()
-    assert trainer.step == 2 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    measured[name] = [time.perf_counter() - started, peak_mb, trainer.step, cfg.trainer.batch_size]
+print(json.dumps(measured))
+"""
 
 
 def test_cs231n_presets_carry_the_recipe():

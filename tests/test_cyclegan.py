@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config
+import gantrain.trainer
+from conftest import compose_config, tensors_held
 from gantrain.build import build_trainer
 from gantrain.data.unpaired import unpaired
 from gantrain.errors import UserError
@@ -126,15 +127,38 @@ def test_resume_is_bitwise_identical_to_a_straight_run(toy_root, tmp_path):
             assert all(torch.equal(x, y) for x, y in values), key
 
 
-def test_translate_command_keeps_file_names(toy_root, tmp_path):
-    train(tmp_path / "run", toy_root, "trainer.max_steps=2")
+@pytest.fixture(scope="module")
+def short_run(toy_root, tmp_path_factory):
+    """Two steps with a pool of 4: full after the first, so its checkpoint holds pooled images and `last`."""
+    run_dir = tmp_path_factory.mktemp("short") / "run"
+    train(run_dir, toy_root, "trainer.max_steps=2", "model.pool_size=4")
+    return run_dir
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_resume_puts_every_tensor_on_the_training_device(toy_root, short_run, tmp_path, monkeypatch):
+    """Checkpoints are read onto the CPU and loaded after the Trainer moved the system: the pools' images
+    must follow it (on CUDA, CPU images would reach the discriminators). `meta` stands in for a GPU."""
+    monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
+    cfg = compose_config(*SMALL, f"data.root={toy_root}", "model.pool_size=4")
+    trainer = build_trainer(cfg, tmp_path / "meta")
+    trainer.load(str(short_run))
+    held = tensors_held(trainer.system)
+    assert "pools.a.images.3" in held and "pools.b.last" in held  # the walk reaches the restored history
+    assert {name: t.device for name, t in held.items() if t.device.type != "meta"} == {}
+
+
+def test_translate_command_keeps_file_names(toy_root, short_run, tmp_path):
     out = tmp_path / "translated"
-    cli = [sys.executable, "-c", "from gantrain.cli import sample; sample()", f"run={tmp_path / 'run'}"]
+    cli = [sys.executable, "-c", "from gantrain.cli import sample; sample()", f"run={short_run}"]
     done = subprocess.run(cli + [f"input={toy_root / 'testA'}", f"out={out}", "direction=AtoB"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (toy_root / "testA").iterdir() if p.suffix == ".png")
-    assert Image.open(out / "000.png").size == (32, 32)
+    translated, source = Image.open(out / "000.png"), Image.open(toy_root / "testA" / "000.png")
+    assert translated.size == (32, 32)
+    difference = np.abs(np.asarray(translated, float) - np.asarray(source.resize((32, 32)), float)).mean()
+    assert difference > 10  # G_AB's output, not the input resized
     wrong = subprocess.run(cli + [f"input={toy_root / 'testA'}", "direction=sideways"], capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and "AtoB or BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
 

@@ -1,17 +1,24 @@
 """Datasets load into [-1, 1] with the right shapes and labels; batch streams are resumable exactly."""
 
+import logging
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
 
 from gantrain.data import folder, toy, torchvision_sets
 from gantrain.data.base import StreamData, TensorData
+from gantrain.data.batches import TOO_LARGE
 from gantrain.data.digits import digits
 from gantrain.errors import UserError
 from gantrain.build import build_data
 from conftest import compose_config, make_image_tree
 
 CPU = torch.device("cpu")
+TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8"]
 
 
 def test_digits_are_real_labelled_images_in_range():
@@ -124,36 +131,22 @@ def test_batch_size_larger_than_data_is_refused():
         toy.gaussian2d(n=10).batches(11, 0, CPU)
 
 
-def test_folder_decodes_once_and_rebuilds_when_files_change(image_tree, monkeypatch):
+def test_folder_decodes_once_and_rebuilds_when_files_change(image_tree, monkeypatch, tmp_path):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    decoded = tmp_path / "cache" / "decoded"
     calls = []
     original = folder.decode_all
     monkeypatch.setattr(folder, "decode_all", lambda *a: calls.append(1) or original(*a))
     first = folder.folder(str(image_tree), image_size=16)
     second = folder.folder(str(image_tree), image_size=16)
     assert len(calls) == 1 and torch.equal(first.x, second.x)
-    assert len(list((image_tree / ".gantrain-cache").glob("*.pt"))) == 1
+    assert len(list(decoded.glob("*.pt"))) == 1
     folder.folder(str(image_tree), image_size=8)  # other settings: their own cache entry
     assert len(calls) == 2
     Image.new("RGB", (40, 48), (0, 0, 0)).save(image_tree / "cats" / "new.png")
     third = folder.folder(str(image_tree), image_size=16)
     assert len(calls) == 3 and len(third) == len(first) + 1
-    assert len(list((image_tree / ".gantrain-cache").glob("*.pt"))) == 2  # the stale 16px entry was replaced
-
-
-def test_read_only_data_caches_in_the_user_folder(image_tree, tmp_path, monkeypatch):
-    from pathlib import Path
-
-    real_touch = Path.touch
-
-    def touch(self, *args, **kwargs):
-        if str(self).startswith(str(image_tree)):
-            raise PermissionError(13, "Read-only file system")
-        return real_touch(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "touch", touch)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    folder.folder(str(image_tree), image_size=16)
-    assert len(list((tmp_path / "xdg" / "gantrain").glob("*.pt"))) == 1
+    assert len(list(decoded.glob("*.pt"))) == 2  # the stale 16px entry was replaced
 
 
 def test_mnist_dataloader_path_matches_memory(mnist_root):
@@ -172,3 +165,180 @@ def test_folder_accepts_a_relative_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = build_data(compose_config("data=folder", "data.root=pictures", "data.image_size=16"))
     assert len(data) == 12 and data.shape == (3, 16, 16)
+
+
+# ------------------------------------------------------------------ caches live outside the data folder
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under root (links not followed): path -> (size, mtime_ns). A folder's mtime
+    changes when anything is created or removed in it, even a probe file deleted again."""
+    found = {".": (0, os.lstat(root).st_mtime_ns)}
+    for folder_, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder_, name))
+            found[os.path.relpath(os.path.join(folder_, name), root)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_training_and_evaluation_never_write_into_the_data_folder(tmp_path, monkeypatch, in_memory):
+    import torchvision
+
+    from gantrain.build import build_trainer
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    root = make_image_tree(tmp_path / "pictures", per_class=8)
+    before = snapshot(root)
+    cfg = compose_config(
+        "data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}", *TINY,
+        "trainer.eval_every=4", "metrics.num_samples=16", "metrics.real_samples=16", "metrics.classifier_epochs=1",
+        "metrics.metrics=[fid,kid]", "metrics.kid_subsets=2", "metrics.kid_subset_size=8")
+    build_trainer(cfg, tmp_path / "run").fit()  # decodes (and caches), trains, and evaluates (classifier, statistics)
+    assert snapshot(root) == before
+    assert len(torchvision.datasets.ImageFolder(str(root))) == 16
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == int(in_memory)
+    cached = sorted(p.name for p in (tmp_path / "cache" / "metrics").iterdir())
+    assert any(n.startswith("classifier-folder") for n in cached) and any(n.startswith("realfeatures-") for n in cached)
+
+
+def test_cache_folder_is_gantrain_cache_then_xdg_then_home(tmp_path, monkeypatch, caplog):
+    from gantrain.caches import cache_dir
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("decoded") == tmp_path / "mine" / "decoded" and (tmp_path / "mine" / "decoded").is_dir()
+    monkeypatch.setenv("GANTRAIN_CACHE", "")  # empty means unset, as XDG says
+    assert cache_dir("metrics") == tmp_path / "xdg" / "gantrain" / "metrics"
+    monkeypatch.delenv("GANTRAIN_CACHE")
+    assert cache_dir("metrics") == tmp_path / "xdg" / "gantrain" / "metrics"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir("metrics") == tmp_path / "home" / ".cache" / "gantrain" / "metrics"
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(UserError, match="set GANTRAIN_CACHE to a writable folder"):
+        cache_dir("decoded")
+    monkeypatch.delenv("GANTRAIN_CACHE")
+    image_tree = make_image_tree(tmp_path / "pictures")
+    with caplog.at_level(logging.INFO):
+        folder.folder(str(image_tree), image_size=8)
+    [entry] = (tmp_path / "home" / ".cache" / "gantrain" / "decoded").glob("*.pt")
+    assert f"decoded 12 images once; cached in {entry} (" in caplog.text
+    with caplog.at_level(logging.INFO):
+        folder.folder(str(image_tree), image_size=8)
+    assert f"loaded the decoded images from {entry}" in caplog.text
+
+
+def test_two_folders_of_the_same_files_never_share_a_cache_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    a = make_image_tree(tmp_path / "a")
+    b = Path(shutil.copytree(a, tmp_path / "b"))  # the same names, sizes and times: only the folder differs
+    folder.folder(str(a), image_size=8)
+    folder.folder(str(b), image_size=8)
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == 2
+
+
+def test_a_damaged_cache_is_rebuilt(image_tree, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    first = folder.folder(str(image_tree), image_size=8)
+    [entry] = (tmp_path / "cache" / "decoded").glob("*.pt")
+    entry.write_bytes(b"half a file")
+    second = folder.folder(str(image_tree), image_size=8)
+    assert torch.equal(first.x, second.x) and "ignoring the damaged cache" in caplog.text
+
+
+# ------------------------------------------------------------------ linked folders and files
+def test_linked_class_folders_and_files_are_followed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    elsewhere = make_image_tree(tmp_path / "datasets", per_class=3)  # cats/, dogs/ outside root
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cats").symlink_to(elsewhere / "cats", target_is_directory=True)
+    (root / "dogs").mkdir()
+    for image in sorted((elsewhere / "dogs").iterdir()):
+        (root / "dogs" / image.name).symlink_to(image)  # linked files
+    data = folder.folder(str(root), image_size=8)
+    assert len(data) == 6 and data.num_classes == 2 and sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert len(folder.folder(str(root), image_size=8, in_memory=False, workers=0)) == 6
+
+
+def test_a_link_cycle_ends_and_repeats_no_image(tmp_path):
+    root = make_image_tree(tmp_path / "data", per_class=2)
+    (root / "cats" / "up").symlink_to(root, target_is_directory=True)  # cats/up/cats/up/... forever
+    (root / "dogs" / "self").symlink_to(root / "dogs", target_is_directory=True)
+    (root / "dogs" / "dangling.png").symlink_to(tmp_path / "missing.png")
+    paths, labels, classes = folder.scan(root)
+    assert [p.relative_to(root).as_posix() for p in paths] == [
+        "cats/000.jpg", "cats/001.png", "dogs/000.jpg", "dogs/001.png"]
+    assert labels == [0, 0, 1, 1] and classes == ["cats", "dogs"]
+
+
+def test_unpaired_domains_may_be_linked_folders(tmp_path, monkeypatch):
+    from gantrain.data.unpaired import unpaired
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    elsewhere = make_image_tree(tmp_path / "datasets", classes=("horses", "zebras"), per_class=4)
+    root = tmp_path / "horse2zebra"
+    root.mkdir()
+    (root / "trainA").mkdir()
+    (root / "trainA" / "horses").symlink_to(elsewhere / "horses", target_is_directory=True)
+    (root / "trainB").symlink_to(elsewhere / "zebras", target_is_directory=True)
+    data = unpaired(str(root), image_size=16, load_size=20, workers=0)
+    assert len(data.a) == 4 and len(data.b) == 4
+
+
+# ------------------------------------------------------------------ decompression bombs
+LIMIT = 20_000
+
+
+def bomb_folder(root: Path) -> Path:
+    """With Image.MAX_IMAGE_PIXELS=LIMIT: 10 ordinary images, one in PIL's warning zone (1x..2x the limit),
+    one decompression bomb (over 2x) and one file that is no image. (The limit stays above the sample grids
+    the run writes and reads back.)"""
+    for i, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for j in range(5):
+            Image.new("RGB", (20, 20), (i * 200, j * 40, 0)).save(root / name / f"{j}.png")  # 400 pixels
+    Image.new("RGB", (170, 170), (9, 9, 9)).save(root / "a" / "large.png")  # 28,900 pixels: PIL warns, we load
+    Image.new("RGB", (250, 250)).save(root / "b" / "bomb.png")  # 62,500 pixels: PIL refuses
+    (root / "b" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # forked workers inherit it: no spam, no crash
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(tmp_path, monkeypatch, caplog, capfd, in_memory):
+    from gantrain.build import build_trainer
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)  # DataLoader workers are forked: they see it too
+    root = bomb_folder(tmp_path / "data")
+    batch = 8 if in_memory else 13  # streamed: one batch holds every file, so the bomb is met at step 1
+    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}",
+                         "data.workers=1", *TINY, f"trainer.batch_size={batch}")
+    trainer = build_trainer(cfg, tmp_path / "run")
+    trainer.fit()
+    assert trainer.step == 4
+    assert len(trainer.data) == (11 if in_memory else 13)
+    reasons = ("1 too large for PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS), "
+               "1 unreadable (not an image, or damaged)")
+    if in_memory:
+        assert f"skipped 2 of 13 files: {reasons} (e.g. b/bomb.png, b/broken.jpg)" in caplog.text
+    else:
+        assert f"skipped 2 of 13 files in this epoch so far: {reasons}" in caplog.text
+    out = capfd.readouterr()
+    assert "Traceback" not in out.out + out.err and "DecompressionBomb" not in out.out + out.err
+    assert Image.MAX_IMAGE_PIXELS == LIMIT  # the limit was never lifted
+
+
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+def test_the_bomb_limit_reaches_the_decode_workers(tmp_path, monkeypatch):
+    """The in-memory decode with worker processes, and ImageFiles itself, see PIL's limit."""
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)
+    root = bomb_folder(tmp_path / "data")
+    paths, labels, _ = folder.scan(root)
+    files = folder.ImageFiles(paths, labels, 8, 3)
+    decoded = folder.decode_all(files, 2, root)
+    assert len(decoded["images"]) == 11 and sum(decoded["skipped"].values()) == 2
+    assert files[paths.index(root / "b" / "bomb.png")][1] == TOO_LARGE
+    assert files[paths.index(root / "a" / "large.png")][1] == 0  # the warning zone loads

@@ -106,7 +106,7 @@ def test_ema_copies_then_averages():
     assert not any(p.requires_grad for p in ema.parameters())
 
 
-def test_ema_is_used_for_samples_and_checkpointed(tmp_path):
+def test_ema_is_used_for_samples_and_checkpointed(tmp_path, monkeypatch):
     cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.ema=0.5")
     trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
     trainer.fit()
@@ -118,6 +118,17 @@ def test_ema_is_used_for_samples_and_checkpointed(tmp_path):
     with torch.no_grad():
         system.ema.network.main[-2].weight.zero_()  # the EMA generator now draws a constant image
     assert system.preview(z).std() < 1e-6
+    # a resume onto another device ("meta" stands in for a GPU) leaves nothing of G, D or the EMA copy behind
+    import gantrain.trainer
+    from conftest import tensors_held
+
+    monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
+    on_meta = build_trainer(cfg, tmp_path / "meta")
+    with pytest.warns(UserWarning, match="non-meta parameter"):  # loading into meta tensors copies nothing
+        on_meta.load(str(tmp_path))
+    held = tensors_held(on_meta.system)
+    assert any(name.startswith("ema.network.") for name in held)
+    assert {name: t.device for name, t in held.items() if t.device.type != "meta"} == {}
 
 
 # ------------------------------------------------------------------ DiffAugment
@@ -245,4 +256,7 @@ def test_every_loss_trains_with_smoothing_ttur_and_n_critic(loss, tmp_path):
     trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
     trainer.fit()
     assert trainer.opt_d.param_groups[0]["lr"] == 4e-4 and trainer.opt_g.param_groups[0]["lr"] == 1e-4
+    steps = lambda opt: {int(s["step"]) for s in opt.state_dict()["state"].values()}  # noqa: E731
+    assert steps(trainer.opt_d) == {4} and steps(trainer.opt_g) == {2}  # n_critic=2: two D updates per G update
+    assert getattr(trainer.system.loss, "real_label", 1.0) == (0.9 if extra and loss != "wgan_gp" else 1.0)
     assert all(torch.isfinite(p).all() for p in trainer.system.parameters())

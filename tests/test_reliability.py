@@ -4,6 +4,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from conftest import compose_config
 from gantrain.build import build_trainer
 from gantrain.checkpoint import load_checkpoint, numbered_checkpoints, read_checkpoint
-from gantrain.errors import TrainingDiverged, UserError
+from gantrain.errors import DiskFull, TrainingDiverged, UserError
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.log_every=1"]
@@ -129,6 +130,101 @@ def test_nan_policy_skip_drops_bad_updates_and_counts_them(tmp_path):
     trainer.fit()
     assert trainer.step == 12 and trainer.skipped > 0
     assert all(torch.isfinite(p).all() for p in trainer.system.parameters())
+
+
+# Code (run here and in a CLI subprocess) for a disk that fills up while one checkpoint file is written: that file
+# gets `room` bytes, then the write fails with ENOSPC, as a real one does (torch.save turns it into "unexpected pos").
+FULL_DISK = """
+import errno, io
+
+
+def full_disk_open(target, room=1000):
+    class Volume(io.FileIO):
+        def __init__(self, path):
+            super().__init__(path, "w")
+            self.room = room if target in str(path) else None
+
+        def write(self, data):
+            data = memoryview(data).cast("B")
+            if self.room is not None and len(data) > self.room:
+                super().write(data[:self.room])
+                self.room = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            if self.room is not None:
+                self.room -= len(data)
+            return super().write(data)
+
+    return lambda path, mode="r": io.BufferedWriter(Volume(path)) if "w" in mode else open(path, mode)
+"""
+
+
+def full_disk_open(target: str):
+    namespace = {}
+    exec(FULL_DISK, namespace)
+    return namespace["full_disk_open"](target)
+
+
+def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, monkeypatch):
+    """The last checkpoint (written by finish(), outside the loop's clean-up) does not fit: one line naming the
+    file, the space and the checkpoint to resume from; no temp file left filling the disk; TensorBoard flushed."""
+    import gantrain.checkpoint
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_config(*TINY, "trainer.max_steps=5", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
+    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    monkeypatch.setattr(gantrain.checkpoint, "open", full_disk_open("step_0000005"), raising=False)
+    with pytest.raises(DiskFull) as info:
+        trainer.fit()
+    message, folder = str(info.value), tmp_path / "checkpoints"
+    size = (folder / "step_0000004.pt").stat().st_size / 1e6  # the estimate: the previous checkpoint's size
+    assert "\n" not in message
+    assert f"no space left on the disk to write {folder / 'step_0000005.pt'}: it needs about {size:.1f} MB" in message
+    assert f"the last good checkpoint is {folder / 'step_0000004.pt'}" in message
+    assert message.endswith(f"resume with: gantrain trainer.resume={tmp_path}")
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_0000002.pt", "step_0000004.pt"]  # no temp file
+    assert EventAccumulator(str(tmp_path)).Reload().Scalars("loss/D")[-1].step == 5
+    assert trainer.logger.writer.file_writer is None  # TensorBoard flushed and closed (SummaryWriter.close)
+    monkeypatch.delattr(gantrain.checkpoint, "open")
+    again = compose_config(*TINY, "trainer.max_steps=6", f"trainer.resume={tmp_path}")
+    resumed = build_trainer(again, tmp_path, meta={"config": OmegaConf.to_container(again, resolve=True)})
+    assert resumed.load(str(tmp_path)) == 4
+    resumed.fit()
+    assert load_checkpoint(tmp_path)["step"] == 6
+
+
+def test_full_disk_through_the_cli_exits_1_in_one_line(tmp_path):
+    code = FULL_DISK + ("import sys, gantrain.checkpoint, gantrain.cli\n"
+                        "gantrain.checkpoint.open = full_disk_open('step_0000002')\n"
+                        "sys.argv[0] = 'gantrain'\ngantrain.cli.train()")
+    proc = subprocess.run([sys.executable, "-c", code, *TINY, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gantrain: error: no space left on the disk to write ") and "step_0000002.pt" in last, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "run" / "checkpoints").iterdir())  # not even the partial file
+
+
+def test_atomic_save_removes_the_partial_file_and_tells_a_full_disk_from_other_failures(tmp_path, monkeypatch):
+    """torch.save may report a full disk only as "unexpected pos" (the OSError lost): then free space decides."""
+    import shutil
+
+    import gantrain.checkpoint as checkpoint
+
+    def broken_save(obj, f):
+        f.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    state = {"w": torch.zeros(500_000)}  # 2 MB of tensors
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1.5e6, 1.5e6))
+    with pytest.raises(DiskFull, match=r"to write .*x.pt: it needs about 2.0 MB, 1.5 MB are free"):
+        checkpoint.atomic_save(state, tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 0, 10**9))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # plenty of space: not a full disk, reported as it is
+        checkpoint.atomic_save(state, tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())
 
 
 def test_streamed_folder_skips_a_file_damaged_after_the_scan(image_tree, tmp_path):

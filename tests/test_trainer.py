@@ -58,7 +58,8 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
 
 def test_fixed_noise_survives_resume(tmp_path):
     first = train(tmp_path, "trainer.max_steps=2")
-    resumed = train(tmp_path, "trainer.max_steps=4", f"trainer.resume={tmp_path}")
+    # another seed on resume: noise drawn afresh would differ, so equality shows it came from the checkpoint
+    resumed = train(tmp_path, "trainer.max_steps=4", "seed=1", f"trainer.resume={tmp_path}")
     assert torch.equal(first.fixed["z"], resumed.fixed["z"])
 
 
@@ -76,7 +77,7 @@ def test_resume_beyond_a_crash_purges_later_events(tmp_path):
 
 
 def test_tensorboard_has_the_promised_scalars_and_images(tmp_path):
-    train(tmp_path, "trainer.max_steps=4")
+    train(tmp_path, "trainer.max_steps=4", "trainer.sample_every=2")
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -84,8 +85,13 @@ def test_tensorboard_has_the_promised_scalars_and_images(tmp_path):
                 "grad_norm/D", "grad_norm/G", "lr/G", "lr/D", "perf/images_per_sec"):
         assert tag in tags, tag
     assert {"real", "samples"} <= set(events.Tags()["images"])
-    assert (tmp_path / "final.png").is_file() and (tmp_path / "progress.gif").is_file()
     assert (tmp_path / "samples" / "real.png").is_file()
+    from PIL import Image
+
+    grids = sorted((tmp_path / "samples").glob("samples_*.png"))
+    assert [p.name for p in grids] == ["samples_0000002.png", "samples_0000004.png"]  # every sample_every steps
+    assert Image.open(tmp_path / "progress.gif").n_frames == len(grids)  # one frame per saved grid
+    assert Image.open(tmp_path / "final.png").tobytes() == Image.open(grids[-1]).tobytes()  # the last grid
 
 
 def test_toy_run_draws_a_scatter_plot(tmp_path):
@@ -99,9 +105,13 @@ def test_toy_run_draws_a_scatter_plot(tmp_path):
 
 
 def test_max_steps_reached_trains_nothing_more(tmp_path):
-    train(tmp_path, "trainer.max_steps=2")
+    first = train(tmp_path, "trainer.max_steps=2")
+    written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
     again = train(tmp_path, "trainer.max_steps=2", f"trainer.resume={tmp_path}")
     assert again.step == 2
+    assert_same_weights(first.system.G, again.system.G)  # no update, not even one uncounted
+    assert_same_weights(first.system.D, again.system.D)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == written  # nothing rewritten
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):
@@ -113,7 +123,14 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
-    trainer = train(tmp_path, "trainer.max_steps=2", "trainer.amp=bf16")
+    cfg = compose_config("trainer=debug", *SMALL, "trainer.max_steps=2", "trainer.amp=bf16")
+    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    seen = {"G": set(), "D": set()}  # the dtypes each network's output had
+    for name in seen:
+        getattr(trainer.system, name).register_forward_hook(lambda m, args, out, name=name: seen[name].add(out.dtype))
+    trainer.fit()
+    assert torch.bfloat16 in seen["G"] and torch.bfloat16 in seen["D"], seen  # autocast really ran both networks
+    assert all(p.dtype == torch.float32 for p in trainer.system.parameters())  # master weights stay fp32
     assert all(torch.isfinite(p).all() for p in trainer.system.parameters())
 
 

@@ -11,8 +11,30 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 log = logging.getLogger(__name__)
-UNREADABLE = -2  # the label a streamed dataset gives a file it could not decode; such rows are dropped
+# The labels a dataset gives a file it could not decode (-1 means "no label"); such rows are dropped and
+# counted by reason.
+UNREADABLE, TOO_LARGE = -2, -3
+SKIP_REASONS = {
+    TOO_LARGE: "too large for PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS)",
+    UNREADABLE: "unreadable (not an image, or damaged)",
+}
 Batch = dict[str, Tensor]  # {"real": (B, C, H, W) float in [-1, 1], "label": (B,) int64 when labelled}
+
+
+def skipped_rows(labels: Tensor) -> Tensor:
+    """(N,) bool: the rows whose label says the file could not be decoded."""
+    return torch.isin(labels, torch.tensor(list(SKIP_REASONS), dtype=labels.dtype))
+
+
+def count_skipped(labels: Tensor) -> dict[str, int]:
+    """{reason: number of rows}, for the reasons present in labels."""
+    return {reason: n for code, reason in SKIP_REASONS.items() if (n := int((labels == code).sum()))}
+
+
+def describe_skipped(skipped: dict[str, int], total: int, when: str = "") -> str:
+    """'skipped 3 of 120 files<when>: 1 too large for ..., 2 unreadable (...)'."""
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in skipped.items())
+    return f"skipped {sum(skipped.values()):,} of {total:,} files{when}: {reasons}"
 
 
 def to_model_range(x: Tensor) -> Tensor:
@@ -119,7 +141,8 @@ class LoaderBatches(Batches):
             generator=torch.Generator().manual_seed(seed),  # its own seed source: the global RNG stays untouched
         )
         self._iter, self._flips_epoch = None, -1
-        self.unreadable = 0
+        self.unreadable = 0  # rows dropped so far, for any reason
+        self.skipped: dict[str, int] = {}  # of this epoch, by reason
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -127,15 +150,17 @@ class LoaderBatches(Batches):
 
     def __next__(self) -> Batch:
         if self.position >= self.batches_per_epoch:
-            self.epoch, self.position, self._iter = self.epoch + 1, 0, None
+            self.epoch, self.position, self._iter, self.skipped = self.epoch + 1, 0, None, {}
         if self._iter is None:
             self.sampler.epoch, self.sampler.start = self.epoch, self.position
             self._iter = iter(self.loader)
         images, labels = next(self._iter)
-        readable = labels != UNREADABLE
-        if not readable.all():  # a damaged file found mid-run: train on the rest of the batch
+        readable = ~skipped_rows(labels)
+        if not readable.all():  # a damaged or oversized file found mid-run: train on the rest of the batch
             self.unreadable += int((~readable).sum())
-            log.warning("skipped %d unreadable file(s) so far", self.unreadable)
+            for reason, n in count_skipped(labels).items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + n
+            log.warning(describe_skipped(self.skipped, self.n, " in this epoch so far"))
             images, labels = images[readable], labels[readable]
         if self._flips_epoch != self.epoch:
             self._flips, self._flips_epoch = epoch_order(self.n, self.seed, self.epoch)[1], self.epoch

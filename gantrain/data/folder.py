@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from gantrain.data.base import Data, StreamData, TensorData
-from gantrain.data.batches import UNREADABLE
+from gantrain.data.batches import TOO_LARGE, UNREADABLE, count_skipped, describe_skipped, skipped_rows
 from gantrain.data.cache import cached_decode
 from gantrain.errors import UserError
 
@@ -18,11 +19,35 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
+def image_files(root: Path) -> list[Path]:
+    """Image files under root, sorted, as found there (not resolved).
+
+    Linked folders are followed, as torchvision's ImageFolder does (`data/celeba/img -> /datasets/...`); a link
+    back to a folder it sits in (a cycle) is skipped, as `find -L` does, so the walk ends and no image repeats.
+    """
+    found, stack = [], [(root, frozenset({os.path.realpath(root)}))]
+    while stack:
+        folder, ancestors = stack.pop()  # ancestors: the real paths of folder and the folders above it
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # a folder we may not read: skipped, as rglob did
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            if entry.is_dir():  # follows links
+                real = os.path.realpath(path)
+                if real not in ancestors:
+                    stack.append((path, ancestors | {real}))
+            elif entry.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:  # a dangling link is neither
+                found.append(path)
+    return sorted(found)
+
+
 def scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
     """Image paths under root, sorted; labels from first-level sub-folders when there are two or more."""
     if not root.is_dir():
         raise UserError(f"data.root={root} is not a folder: point data.root at a folder of images")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    paths = image_files(root)
     if not paths:
         raise UserError(f"data.root={root} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     top = {p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1}
@@ -46,19 +71,31 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         try:
-            with Image.open(self.paths[i]) as img:
-                img = img.convert("RGB" if self.channels == 3 else "L")  # grayscale, RGBA and palette alike
-                return self.transform(img), self.labels[i]
-        except (OSError, ValueError):  # truncated or not really an image
-            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), UNREADABLE
+            with warnings.catch_warnings():
+                # Between 1x and 2x Image.MAX_IMAGE_PIXELS PIL only warns: such a photo is large, not hostile,
+                # so it is loaded without a warning per file and worker. Above 2x PIL raises: handled below.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(self.paths[i]) as img:
+                    img = img.convert("RGB" if self.channels == 3 else "L")  # grayscale, RGBA and palette alike
+                    return self.transform(img), self.labels[i]
+        except Image.DecompressionBombError:  # PIL's limit stays as it is: the file is skipped and counted
+            return self.blank(), TOO_LARGE
+        except (OSError, ValueError, SyntaxError, EOFError):  # truncated or not really an image
+            return self.blank(), UNREADABLE
+
+    def blank(self) -> torch.Tensor:
+        """What a skipped file yields in its batch (the sentinel label drops the row)."""
+        return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8)
 
 
-def decode_all(files: ImageFiles, workers: int) -> dict:
-    """Decode every file once with `workers` processes; unreadable ones are dropped and counted."""
+def decode_all(files: ImageFiles, workers: int, root: Path) -> dict:
+    """Decode every file once with `workers` processes; those that cannot be are dropped and counted by reason,
+    with the first few named (relative to root)."""
     parts = list(DataLoader(files, batch_size=256, num_workers=workers))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    ok = labels != UNREADABLE
-    return {"images": images[ok], "labels": labels[ok], "unreadable": int((~ok).sum())}
+    bad = skipped_rows(labels)
+    examples = [str(files.paths[i].relative_to(root)) for i in bad.nonzero().flatten()[:3].tolist()]
+    return {"images": images[~bad], "labels": labels[~bad], "skipped": count_skipped(labels), "skipped_files": examples}
 
 
 def memory_budget_mb(limit: str | int) -> float:
@@ -81,9 +118,10 @@ def folder(
     nbytes = len(paths) * channels * image_size * image_size
     if in_memory is True or (in_memory == "auto" and nbytes <= memory_budget_mb(memory_limit_mb) * 2**20):
         settings = f"size={image_size} channels={channels}"
-        decoded = cached_decode(base, paths, settings, lambda: decode_all(files, workers))
-        if decoded["unreadable"]:
-            log.warning("skipped %d unreadable file(s) of %d", decoded["unreadable"], len(paths))
+        decoded = cached_decode(base, paths, settings, lambda: decode_all(files, workers, base))
+        if decoded["skipped"]:
+            examples = ", ".join(decoded["skipped_files"])
+            log.warning("%s (e.g. %s)", describe_skipped(decoded["skipped"], len(paths)), examples)
         if len(decoded["images"]) == 0:
             raise UserError(f"none of the {len(paths)} image files under {root} could be read: check data.root")
         log.info("%d images from %s in memory (%.0f MB)", len(decoded["images"]), root, decoded["images"].numel() / 2**20)

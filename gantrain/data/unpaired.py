@@ -1,6 +1,7 @@
 """Two unpaired image domains for CycleGAN, in the pytorch-CycleGAN-and-pix2pix layout:
-root/trainA, root/trainB (and testA, testB). Each domain is decoded once at `load_size` into memory
-(cached beside the data); each step takes a random crop of `image_size` and a random horizontal flip.
+root/trainA, root/trainB (and testA, testB), read by the folder source (so linked folders are followed).
+Each domain is decoded once at `load_size` into memory (cached in the user's cache folder, never beside the
+data); each step takes a random crop of `image_size` and a random horizontal flip.
 
 Batches are {"A": (B, C, H, W), "B": (B, C, H, W)} in [-1, 1]. A is walked in a shuffled order per
 epoch, B drawn at random (the original's unaligned dataset); both, and the crops and flips, come from

@@ -30,6 +30,9 @@ class ImagePool(nn.Module):
         self.size = size
         self.images: list[Tensor] = []
         self.last: Tensor | None = None  # the answer to the latest query: what the next D step trains on
+        # follows .to() even while the pool is empty: a checkpoint (read onto the CPU) is loaded after the
+        # Trainer has moved the system, and its images must land where the discriminators are
+        self.register_buffer("anchor", torch.empty(0), persistent=False)
 
     @torch.no_grad()
     def query(self, images: Tensor) -> Tensor:
@@ -51,11 +54,12 @@ class ImagePool(nn.Module):
         return self.last
 
     def get_extra_state(self) -> dict:
-        stored = torch.stack(self.images).cpu() if self.images else torch.empty(0)
-        return {"images": stored, "last": self.last.cpu() if self.last is not None else torch.empty(0)}
+        # on the pool's device, like state_dict()'s tensors: torch.save records it, loading maps it to the CPU
+        stored = torch.stack(self.images) if self.images else torch.empty(0, device=self.anchor.device)
+        return {"images": stored, "last": self.last if self.last is not None else torch.empty(0, device=self.anchor.device)}
 
     def set_extra_state(self, state: dict) -> None:
-        device = next((t.device for t in self.images), torch.device("cpu"))
+        device = self.anchor.device  # the training device, wherever the checkpoint was read to
         self.images = [x.to(device) for x in state["images"]]
         self.last = state["last"].to(device) if state["last"].numel() else None
 
