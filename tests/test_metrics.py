@@ -47,6 +47,17 @@ def test_fid_of_identical_sets_is_zero():
     assert abs(maths.fid(real, real.copy())) < 1e-6
 
 
+def test_fid_refuses_a_square_root_with_a_large_imaginary_part():
+    # heavy-tailed features (like a network's post-ReLU activations) from fewer samples than dimensions: the
+    # square root of the product of two rank-deficient covariances picks up an imaginary part of ~0.2
+    few_real, few_fake = np.exp(3 * features(30, 64, 0)), np.exp(3 * features(32, 64, 1))
+    with pytest.raises(UserError, match="30 real and 32 generated samples for 64 features") as err:
+        maths.fid(few_real, few_fake)
+    assert "num_samples" in str(err.value) and "\n" not in str(err.value)
+    many_real, many_fake = np.exp(3 * features(2000, 64, 0)), np.exp(3 * features(2000, 64, 1))
+    assert np.isfinite(maths.fid(many_real, many_fake))  # enough samples: the ordinary case still passes
+
+
 def test_fid_of_two_gaussians_is_the_closed_form():
     rng = np.random.default_rng(0)
     d = 8
@@ -80,11 +91,29 @@ def test_kid_is_unbiased_near_zero_for_one_distribution():
 # ------------------------------------------------------------------ IS and precision/recall
 def test_inception_score_known_cases():
     confident = np.eye(10)[np.arange(1000) % 10]  # every class, each predicted with certainty: IS = K
-    assert maths.inception_score(confident, splits=10)[0] == pytest.approx(10.0, rel=1e-9)
+    assert maths.inception_score(confident, splits=1)[0] == pytest.approx(10.0, rel=1e-9)  # (shuffled splits of
+    assert 9 < maths.inception_score(confident, splits=10)[0] < 10  # 100 are not exactly balanced: a little under K)
     collapsed = np.tile(np.eye(10)[3], (1000, 1))  # one class only: IS = 1
     assert maths.inception_score(collapsed, splits=10)[0] == pytest.approx(1.0, rel=1e-9)
     uncertain = np.full((1000, 10), 0.1)
     assert maths.inception_score(uncertain, splits=5)[0] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_inception_score_ignores_input_order_and_matches_torch_fidelity():
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    rng = np.random.default_rng(0)
+    labels = np.sort(rng.integers(0, 10, 2000))  # a folder of class sub-folders: read sorted by class
+    logits = 4 * np.eye(10)[labels] + rng.normal(size=(2000, 10))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    sorted_is = maths.inception_score(probs, splits=10)
+    shuffled_is = maths.inception_score(probs[rng.permutation(2000)], splits=10)
+    assert sorted_is[0] == pytest.approx(shuffled_is[0], rel=0.02)  # in input order it was ~1 per chunk
+    in_order = isc_features_to_metric(torch.from_numpy(np.log(probs)), splits=10, shuffle=False)["inception_score_mean"]
+    assert in_order < 1.5 and sorted_is[0] > 2 * in_order  # splits of one class each collapse; shuffled ones do not
+    theirs = isc_features_to_metric(torch.from_numpy(np.log(probs)), splits=10, shuffle=True, rng_seed=2020)
+    assert sorted_is[0] == pytest.approx(theirs["inception_score_mean"], rel=1e-9)
+    assert sorted_is[1] == pytest.approx(theirs["inception_score_std"], rel=1e-6)
 
 
 def test_precision_recall_known_cases():
@@ -165,10 +194,12 @@ def mnist_root(tmp_path):
     return tmp_path
 
 
-def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root):
+def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root, tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("GANTRAIN_CACHE", str(cache))  # the user's cache folder, never the data's
     data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
     first = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
-    cached = sorted(p.name for p in (mnist_root / ".gantrain-cache").iterdir())
+    cached = sorted(p.name for p in (cache / "metrics").iterdir())
     assert any(n.startswith("classifier-mnist") for n in cached) and any(n.startswith("realfeatures-classifier") for n in cached)
     second = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
     assert np.array_equal(first.real_features, second.real_features)
@@ -179,14 +210,71 @@ def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root
         first.score(torch.zeros(10, 3, 28, 28, dtype=torch.uint8))
 
 
-def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(mnist_root, tmp_path):
+def test_classifier_quality_is_measured_stored_and_a_weak_classifier_warned_about(mnist_root, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    with caplog.at_level("INFO"):
+        evaluator = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
+    info = evaluator.extractor.info
+    assert info["name"] == "classifier" and info["version"] == str(extractors.EXTRACTOR_VERSION) and len(info["sha256"]) == 8
+    assert 0 <= info["heldout_accuracy"] <= 1 and info["real_is"] >= 1 and info["heldout_images"] == 100  # 400 images
+    saved = torch.load(next((tmp_path / "cache" / "metrics").glob("classifier-*.pt")), weights_only=True)
+    assert saved["version"] == extractors.EXTRACTOR_VERSION and saved["quality"]["heldout_accuracy"] == info["heldout_accuracy"]
+    assert extractors.weights_sha(evaluator.classifier) == info["sha256"]
+    # one epoch of 3 steps leaves it near uniform: one warning line that says what to do
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "classifier_epochs" in warnings[0] and "extractor=inception" in warnings[0]
+    assert sum("extractor: classifier v2 (sha" in r.getMessage() for r in caplog.records) == 1
+    assert evaluator.score(evaluator.real[:50]).extractor == info
+
+
+class SquareOracle(torch.nn.Module):
+    """Reads the label of make_mnist's squares from their position: a perfect classifier, untrained."""
+
+    def forward(self, x):
+        cells = torch.stack([x[:, 0, 4 + r * 10:12 + r * 10, 2 + c * 5:7 + c * 5].mean((1, 2)) for r in range(2) for c in range(5)], 1)
+        return cells, 50 * cells
+
+
+def test_a_good_classifier_is_not_warned_about(mnist_root):
+    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    from gantrain.metrics.evaluator import real_images
+
+    images, labels = real_images(data, 10**9)
+    quality = extractors.held_out_quality(SquareOracle(), images[:200], labels[:200], torch.device("cpu"))
+    assert quality["heldout_accuracy"] == 1.0 and quality["real_is"] > 8
+    assert extractors.weakness(quality | {"epochs": 5}, 10) is None
+    assert "held-out accuracy 0.500" in extractors.weakness({"heldout_accuracy": 0.5, "real_is": 9.0, "epochs": 1}, 10)
+    assert "real IS 3" in extractors.weakness({"heldout_accuracy": 0.95, "real_is": 3.0, "epochs": 1}, 10)
+
+
+def test_classifier_epochs_auto_and_the_cache_key(mnist_root, tmp_path, monkeypatch):
+    assert extractors.resolve_epochs("auto", 750) == 84  # 6 steps an epoch: 504 steps
+    assert extractors.resolve_epochs("auto", 45000) == 3 and extractors.resolve_epochs("auto", 10**6) == 3
+    assert extractors.resolve_epochs(7, 750) == 7
+    with pytest.raises(UserError, match="classifier_epochs=three"):
+        extractors.resolve_epochs("three", 750)
+    assert extractors.classifier_key("k", 1, 0) != extractors.classifier_key("k", 2, 0) != extractors.classifier_key("k", 2, 1)
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    one = Evaluator(data, num_samples=10, classifier_epochs=1, device="cpu")
+    two = Evaluator(data, num_samples=10, classifier_epochs=2, device="cpu")
+    cached = sorted(p.name for p in (tmp_path / "cache" / "metrics").iterdir())
+    assert len([n for n in cached if n.startswith("classifier-")]) == 2  # a changed setting never reuses a classifier
+    assert len([n for n in cached if n.startswith("realfeatures-")]) == 2  # nor the features of the other one
+    assert one.extractor.info["sha256"] != two.extractor.info["sha256"]
+
+
+def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(mnist_root, tmp_path, caplog):
     cfg = compose_config(
         "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_root}", "trainer=debug", "trainer.max_steps=4",
         "trainer.eval_every=2", "metrics.num_samples=64", "metrics.kid_subset_size=32", "metrics.kid_subsets=4",
         "metrics.classifier_epochs=1", "metrics.metrics=[fid,kid,is,pr]", "trainer.device=cpu")
     run_dir = tmp_path / "run"
-    trainer = build_trainer(cfg, run_dir)
-    trainer.fit()
+    with caplog.at_level("INFO"):
+        trainer = build_trainer(cfg, run_dir)
+        trainer.fit()
+    assert sum(r.getMessage().startswith("extractor: classifier") for r in caplog.records) == 1  # once, when built
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert best["best"]["metric"] == "fid" and best["best"]["step"] in (2, 4)
     events = EventAccumulator(str(run_dir)).Reload()
@@ -210,6 +298,10 @@ def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(mnist_root, tmp_path):
     assert done.returncode == 0, done.stderr
     values = json.loads(out.read_text())
     assert {"fid", "kid", "is", "precision", "recall"} <= set(values) and "fid" in done.stdout
+    extractor = values["extractor"]  # which extractor, and how good: numbers of different ones never compared
+    assert extractor["name"] == "classifier" and extractor["version"] == str(extractors.EXTRACTOR_VERSION)
+    assert {"sha256", "heldout_accuracy", "real_is"} <= set(extractor)
+    assert f"extractor: classifier v{extractors.EXTRACTOR_VERSION} (sha {extractor['sha256']}), held-out accuracy" in done.stdout
     floor = tmp_path / "floor.json"
     done = subprocess.run(cli + ["real=mnist", "fake=mnist", f"data.root={mnist_root}", f"out={floor}"] + common,
                           capture_output=True, text=True, timeout=300)

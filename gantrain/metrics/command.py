@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.metrics.evaluator import Evaluator
+from gantrain.metrics.extractors import describe
 
 log = logging.getLogger(__name__)
 EVALUATOR_KEYS = ("extractor", "num_samples", "real_samples", "batch_size", "inception_weights", "kid_subsets",
@@ -108,15 +109,17 @@ def run(cfg: DictConfig) -> Path:
     if cfg.real is not None and cfg.fake is None:
         raise UserError("real= needs fake=<folder|.npz|dataset> to compare against")
     values, what = score_run(cfg) if cfg.run is not None else score_files(cfg)
-    print(table(values, what, cfg.extractor))
+    print(table(values, what, values.extractor))
     out = Path(cfg.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(values | {"extractor": cfg.extractor, "source": what}, indent=2) + "\n")
+    # the extractor's identity and quality travel with the numbers: scores of different extractors never mix
+    out.write_text(json.dumps(dict(values) | {"extractor": values.extractor, "source": what}, indent=2) + "\n")
     log.info("metrics -> %s", out)
     return out
 
 
-def table(values: dict, what: str, extractor: str) -> str:
-    lines = [f"{what}, extractor={extractor}", f"{'metric':<12}{'value':>14}"]
+def table(values: dict, what: str, extractor: dict) -> str:
+    """The scores under a header naming what was scored and by which extractor (with its quality)."""
+    lines = [f"{what}, extractor={extractor['name']}", f"extractor: {describe(extractor)}", f"{'metric':<12}{'value':>14}"]
     lines += [f"{name:<12}{value:>14.6g}" for name, value in values.items()]
     return "\n".join(lines)

@@ -14,14 +14,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from gantrain.caches import cache_dir
 from gantrain.checkpoint import atomic_save
 from gantrain.data import Data, TensorData
 from gantrain.data.batches import to_uint8
-from gantrain.data.cache import cache_dir
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 from gantrain.metrics import maths
-from gantrain.metrics.extractors import ClassifierExtractor, InceptionExtractor, accuracy, cached_classifier, train_classifier
+from gantrain.metrics.extractors import (ClassifierExtractor, InceptionExtractor, accuracy, cached_classifier, describe,
+                                         train_classifier, weakness)
 
 log = logging.getLogger(__name__)
 METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")
@@ -40,6 +41,15 @@ def real_images(data: Data, limit: int, seed: int = 0) -> tuple[Tensor, Tensor |
     return images, labels if data.num_classes else None
 
 
+class Scores(dict):
+    """Metric name -> value, plus `extractor`: the info of what computed them (name, version, sha256, and for
+    the classifier its held-out accuracy and real IS), so a report never loses which scale its numbers are on."""
+
+    def __init__(self, values: dict[str, float], extractor: dict):
+        super().__init__(values)
+        self.extractor = extractor
+
+
 def fingerprint(images: Tensor, labels: Tensor | None) -> str:
     digest = hashlib.sha1(images.contiguous().numpy().tobytes())
     if labels is not None:
@@ -56,7 +66,7 @@ class Evaluator:
         self, data: Data, metrics: list[str] = ("fid", "kid", "is", "pr"), extractor: str = "classifier",
         num_samples: int = 10000, batch_size: int = 500, real_samples: int = 50000, test_data: Data | None = None,
         inception_weights: str | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
-        classifier_epochs: int = 3, device: str = "auto", seed: int = 0,
+        classifier_epochs: int | str = "auto", device: str = "auto", seed: int = 0,
     ):
         unknown = sorted(set(metrics) - set(METRICS))
         if unknown:
@@ -66,28 +76,45 @@ class Evaluator:
         self.metrics, self.num_samples, self.batch_size, self.seed = list(metrics), num_samples, batch_size, seed
         self.kid_subsets, self.kid_subset_size, self.is_splits = kid_subsets, kid_subset_size, is_splits
         self.device = resolve_device(device)
-        self.data, self.test_data, self.cache = data, test_data, cache_dir(Path(data.root)) if data.root else cache_dir(Path.home())
+        self.data, self.test_data, self.cache = data, test_data, cache_dir("metrics")
         self.real, self.real_labels = real_images(data, real_samples, seed)
         self.key = f"{data.name}-{fingerprint(self.real, self.real_labels)}-{'x'.join(map(str, data.shape))}"
-        self.classifier = None
+        self.classifier, quality = None, {}
         if extractor == "classifier" or "tstr" in self.metrics or "accuracy" in self.metrics:
             if self.real_labels is None:
                 raise UserError(f"extractor=classifier (and accuracy, tstr) need labelled real data; data={data.name} has "
                                 f"no labels: use extractor=inception")
-            self.classifier = cached_classifier(self.real, self.real_labels, data.num_classes, self.cache, self.key,
-                                                self.device, classifier_epochs)
+            self.classifier, quality = cached_classifier(self.real, self.real_labels, data.num_classes, self.cache,
+                                                         self.key, self.device, classifier_epochs, seed)
         if extractor == "classifier":
-            self.extractor = ClassifierExtractor(self.classifier, self.device, batch_size)
+            self.extractor = ClassifierExtractor(self.classifier, self.device, batch_size, quality)
         elif extractor == "inception":
             self.extractor = InceptionExtractor(self.device, min(batch_size, 100), inception_weights)
         else:
             raise UserError(f"extractor={extractor}: use classifier or inception")
+        self.report(quality)
         self.real_features = self.cached_real_features()
         self._manifold: tuple[np.ndarray, np.ndarray] | None = None
+        dim = self.real_features.shape[1]
+        if "fid" in self.metrics and min(num_samples, len(self.real_features)) <= dim:
+            # said now, not after hours of training: FID's covariances are singular with fewer samples than features
+            log.warning("metrics.num_samples=%d and %d real images for %d-dimensional features: FID needs more "
+                        "samples than features and may be refused; use num_samples well above %d",
+                        num_samples, len(self.real_features), dim, dim)
+
+    def report(self, quality: dict) -> None:
+        """Once per evaluator (training logs it once): which extractor scores, and whether the classifier is weak
+        (accuracy and tstr use it under either extractor)."""
+        log.info("extractor: %s", describe(self.extractor.info))
+        warning = weakness(quality, self.data.num_classes) if quality else None
+        if warning:
+            log.warning(warning)
 
     def cached_real_features(self) -> np.ndarray:
-        """The real side's features, computed once per data, split, size and extractor."""
-        path = self.cache / f"realfeatures-{self.extractor.name}-{self.key}-v{CACHE_VERSION}.pt"
+        """The real side's features, computed once per data, split, size and extractor (its weights' sha: the
+        features of another classifier are other features)."""
+        info = self.extractor.info
+        path = self.cache / f"realfeatures-{info['name']}-{info['sha256']}-{self.key}-v{CACHE_VERSION}.pt"
         if path.is_file():
             try:
                 return torch.load(path, map_location="cpu", weights_only=True)["features"].double().numpy()
@@ -98,7 +125,7 @@ class Evaluator:
         return features
 
     # ---------------------------------------------------------------- scoring
-    def __call__(self, system, step: int | None = None) -> dict[str, float]:
+    def __call__(self, system, step: int | None = None) -> Scores:
         """Generate num_samples images (EMA generator when present), in batches without autograd, and score them."""
         classes = getattr(system, "num_classes", 0)
         labels = torch.arange(self.num_samples) % classes if classes else None
@@ -106,7 +133,7 @@ class Evaluator:
         fake = system.sample(self.num_samples, self.batch_size, torch.Generator().manual_seed(self.seed + 1), **kwargs)
         return self.score(to_uint8(fake), labels)
 
-    def score(self, fake: Tensor, fake_labels: Tensor | None = None) -> dict[str, float]:
+    def score(self, fake: Tensor, fake_labels: Tensor | None = None) -> Scores:
         """Metrics of uint8 images (N, C, H, W) (with the labels they were drawn for, if conditional)."""
         if tuple(fake.shape[1:]) != tuple(self.real.shape[1:]):
             raise UserError(f"generated images are {'x'.join(map(str, fake.shape[1:]))}, real ones "
@@ -126,7 +153,7 @@ class Evaluator:
             out["accuracy"] = accuracy(self.classifier, fake, fake_labels, self.device)
         if "tstr" in self.metrics:
             out["tstr"] = self.tstr(fake, fake_labels)
-        return out
+        return Scores(out, self.extractor.info)
 
     def real_manifold(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """As many real features as fakes (precision/recall compare sets of equal size, as in Kynkaanniemi

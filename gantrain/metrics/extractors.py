@@ -3,10 +3,15 @@
 `inception`: the FID Inception-v3 (TensorFlow 2015-12-05 weights) of pytorch-fid / torch-fidelity /
 clean-fid, through torch-fidelity, with its TF-1.x-compatible resize to 299x299: numbers comparable with
 published tables. `classifier`: a small CNN gantrain trains once on the real training split (cached),
-whose penultimate layer gives domain features and whose softmax gives a classifier Inception Score.
+whose penultimate layer gives domain features and whose softmax gives a classifier Inception Score. It is
+measured on a seeded held-out part of the real images (accuracy, IS of real images), and every extractor
+names itself (name, version, sha256 of its weights), so numbers of different extractors are never mixed up.
 """
 
+import hashlib
 import logging
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +22,26 @@ from torch import Tensor, nn
 from gantrain.checkpoint import atomic_save
 from gantrain.data.batches import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
 from gantrain.errors import UserError
+from gantrain.metrics import maths
 
 log = logging.getLogger(__name__)
+EXTRACTOR_VERSION = 2  # the classifier's recipe (architecture, training, held-out split); bump when it changes
+MIN_STEPS, MIN_EPOCHS = 500, 3  # classifier_epochs=auto: held-out accuracy levels off by 250-500 steps on small sets
+BATCH = 128  # the classifier's training batch
+WEAK_ACCURACY = 0.9  # below this held-out accuracy (or a real IS under half the classes) the classifier is weak
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 
 
 class Extractor:
-    """Runs a network over images in batches without autograd; subclasses say what comes out."""
+    """Runs a network over images in batches without autograd; subclasses say what comes out.
+    `info` names it (name, version, short sha256 of its weights) for reports and cache keys."""
 
-    name = "extractor"
+    name, version = "extractor", "0"
 
     def __init__(self, network: nn.Module, device: torch.device, batch_size: int = 500):
         self.network, self.device, self.batch_size = network.to(device).eval(), device, batch_size
+        self.info = {"name": self.name, "version": self.version, "sha256": weights_sha(self.network)}
 
     def prepare(self, images: Tensor) -> Tensor:
         raise NotImplementedError
@@ -46,6 +58,23 @@ class Extractor:
             feats.append(f.double().cpu())
             probs.append(p.double().cpu())
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def weights_sha(network: nn.Module) -> str:
+    """A short sha256 of every parameter and buffer: two extractors with equal shas compute the same numbers."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def describe(info: dict) -> str:
+    """`classifier v2 (sha 1a2b3c4d), held-out accuracy 0.985, real IS 9.1`: one line for tables and logs."""
+    text = f"{info['name']} v{info['version']} (sha {info['sha256']})"
+    if "heldout_accuracy" in info:
+        text += f", held-out accuracy {info['heldout_accuracy']:.3f}, real IS {info['real_is']:.3g}"
+    return text
 
 
 # ------------------------------------------------------------------------------ Inception
@@ -79,7 +108,7 @@ def inception_network(weights: str | None):
 class InceptionExtractor(Extractor):
     """2048-d pool features and the 1008-way logits (for IS) of the FID Inception-v3."""
 
-    name = "inception"
+    name, version = "inception", "2015-12-05"
 
     def __init__(self, device: torch.device, batch_size: int = 100, weights: str | None = None, network: nn.Module | None = None):
         super().__init__(network if network is not None else inception_network(weights), device, batch_size)
@@ -96,7 +125,9 @@ class InceptionExtractor(Extractor):
 class SmallClassifier(nn.Module):
     """Conv-BN-ReLU x2, pool, x2, pool, global average, FC 128 (the features), FC K."""
 
-    def __init__(self, channels: int, num_classes: int, width: int = 64, feature_dim: int = 128):
+    WIDTH = 64  # part of the cache key (classifier_key)
+
+    def __init__(self, channels: int, num_classes: int, width: int = WIDTH, feature_dim: int = 128):
         super().__init__()
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -116,11 +147,11 @@ class SmallClassifier(nn.Module):
 
 
 def train_classifier(images: Tensor, labels: Tensor, num_classes: int, device: torch.device, epochs: int = 3,
-                     seed: int = 0, batch_size: int = 128) -> SmallClassifier:
-    """A classifier of uint8 images (N, C, H, W): Adam 1e-3, a few epochs, seeded."""
+                     seed: int = 0, batch_size: int = BATCH) -> SmallClassifier:
+    """A classifier of uint8 images (N, C, H, W): Adam 1e-3, `epochs` passes, seeded."""
     generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's CPU RNG untouched
+        torch.default_generator.manual_seed(seed)  # only the forked (CPU) generator: CUDA's stays the caller's
         net = SmallClassifier(images.shape[1], num_classes).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net.train()
@@ -135,6 +166,49 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int, device: t
     return net.eval()
 
 
+def resolve_epochs(epochs: int | str, train_images: int, batch_size: int = BATCH) -> int:
+    """classifier_epochs: `auto` is enough epochs for MIN_STEPS optimizer steps (at least MIN_EPOCHS), so a small
+    set is not left with a few dozen steps and a near-uniform classifier; a number is that many epochs."""
+    if epochs == "auto":
+        return max(MIN_EPOCHS, math.ceil(MIN_STEPS / max(math.ceil(train_images / batch_size), 1)))
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"classifier_epochs={epochs}: use a positive whole number of epochs, or auto")
+    return epochs
+
+
+def holdout_split(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(training indices, held-out indices): a seeded 10%, at least 300 where a quarter of the set allows
+    (an accuracy on fewer images is too coarse), at most 5,000; never empty."""
+    held = max(min(max(n // 10, 300), n // 4, 5000), 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[held:], order[:held]
+
+
+def classifier_key(data_key: str, epochs: int, seed: int) -> str:
+    """Everything that shapes the classifier: the real images (data_key holds their fingerprint), the epochs as
+    resolved, the recipe (EXTRACTOR_VERSION, width) and the seed of the weights and the held-out split."""
+    return f"{data_key}-v{EXTRACTOR_VERSION}-w{SmallClassifier.WIDTH}-e{epochs}-s{seed}"
+
+
+def held_out_quality(net: nn.Module, images: Tensor, labels: Tensor, device: torch.device) -> dict:
+    """Accuracy and Inception Score of held-out real images: the scale every other number is read against."""
+    _, probs = ClassifierExtractor(net, device)(images)
+    return {"heldout_accuracy": float((probs.argmax(1) == labels.numpy()).mean()),
+            "real_is": maths.inception_score(probs, splits=1)[0],  # one split: a few hundred images are few
+            "heldout_images": len(images)}
+
+
+def weakness(quality: dict, num_classes: int) -> str | None:
+    """The one-line warning for a classifier whose numbers have little meaning, or None when it is good."""
+    accuracy, real_is = quality["heldout_accuracy"], quality["real_is"]
+    if accuracy >= WEAK_ACCURACY and real_is >= num_classes / 2:
+        return None
+    return (f"the evaluation classifier is weak (held-out accuracy {accuracy:.3f}, want >= {WEAK_ACCURACY}; real IS "
+            f"{real_is:.3g}, want >= {num_classes / 2:g} for {num_classes} classes), so its FID/KID/IS have an unknown "
+            f"scale: raise classifier_epochs (now {quality['epochs']}), give it more labelled images (real_samples), "
+            f"or use extractor=inception")
+
+
 @torch.no_grad()
 def accuracy(net: nn.Module, images: Tensor, labels: Tensor, device: torch.device, batch_size: int = 500) -> float:
     correct = 0
@@ -144,9 +218,14 @@ def accuracy(net: nn.Module, images: Tensor, labels: Tensor, device: torch.devic
 
 
 class ClassifierExtractor(Extractor):
-    """Penultimate (128-d) features and softmax probabilities of a classifier trained on the real data."""
+    """Penultimate (128-d) features and softmax probabilities of a classifier trained on the real data;
+    `quality` (held-out accuracy, real IS) joins its info."""
 
-    name = "classifier"
+    name, version = "classifier", str(EXTRACTOR_VERSION)
+
+    def __init__(self, network: nn.Module, device: torch.device, batch_size: int = 500, quality: dict | None = None):
+        super().__init__(network, device, batch_size)
+        self.info |= quality or {}
 
     def prepare(self, images: Tensor) -> Tensor:
         return to_model_range(images)
@@ -157,17 +236,26 @@ class ClassifierExtractor(Extractor):
 
 
 def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: Path, key: str, device: torch.device,
-                      epochs: int = 3) -> SmallClassifier:
-    """The classifier for this data, trained once and kept as `cache/classifier-<key>.pt` (weights only)."""
-    path = cache / f"classifier-{key}.pt"
+                      epochs: int | str = "auto", seed: int = 0) -> tuple[SmallClassifier, dict]:
+    """The classifier for this data and its held-out quality, trained once and kept as
+    `cache/classifier-<key>-...pt` = {"weights", "quality", "version"} (tensors and numbers: weights_only loads)."""
+    train, held = holdout_split(len(images), seed)
+    epochs = resolve_epochs(epochs, len(train))
+    path = cache / f"classifier-{classifier_key(key, epochs, seed)}.pt"
     net = SmallClassifier(images.shape[1], num_classes)
     if path.is_file():
         try:
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return net.to(device).eval()
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved["version"] == EXTRACTOR_VERSION:
+                net.load_state_dict(saved["weights"])
+                return net.to(device).eval(), saved["quality"]
         except Exception as err:
             log.warning("retraining the evaluation classifier: %s is unreadable (%s)", path, str(err).splitlines()[0][:100])
-    log.info("training the evaluation classifier on %d real images (once; cached in %s)", len(images), path)
-    net = train_classifier(images, labels, num_classes, device, epochs)
-    atomic_save(net.state_dict(), path)
-    return net
+    log.info("training the evaluation classifier on %d real images, %d epochs (once; cached in %s)", len(train), epochs, path)
+    started = time.perf_counter()
+    net = train_classifier(images[train], labels[train], num_classes, device, epochs, seed)
+    quality = held_out_quality(net, images[held], labels[held], device) | {
+        "epochs": epochs, "steps": epochs * math.ceil(len(train) / BATCH), "train_images": len(train),
+        "train_seconds": round(time.perf_counter() - started, 1)}
+    atomic_save({"weights": net.state_dict(), "quality": quality, "version": EXTRACTOR_VERSION}, path)
+    return net, quality

@@ -5,14 +5,18 @@ import warnings
 import numpy as np
 from scipy import linalg
 
+from gantrain.errors import UserError
+
 
 def mean_cov(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(features, dtype=np.float64)
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) (Heusel et al.; pytorch-fid's numerics)."""
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6,
+                     samples: tuple[int, int] | None = None) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) (Heusel et al.; pytorch-fid's numerics). `samples`
+    (real, fake counts) only makes the refusal of an ill-conditioned square root name its likely cause."""
     diff = mu1 - mu2
     with warnings.catch_warnings():  # a singular product is handled below, as pytorch-fid does
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
@@ -21,12 +25,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
-        covmean = covmean.real  # rounding leaves tiny imaginary parts
+        # rounding leaves tiny imaginary parts; a large one means the square root is meaningless, and
+        # pytorch-fid refuses it (same test, same tolerance) rather than report a number off by that much
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise UserError(imaginary_message(np.abs(covmean.imag).max(), sigma1.shape[0], samples))
+        covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def imaginary_message(size: float, dim: int, samples: tuple[int, int] | None) -> str:
+    counts = f"{samples[0]} real and {samples[1]} generated samples" if samples else "the samples"
+    return (f"FID is undefined here: the covariance square root has an imaginary part of {size:.3g} (pytorch-fid refuses "
+            f"above 1e-3), most likely too few samples for the feature dimension ({counts} for {dim} features): use more "
+            f"samples (num_samples / real_samples, well above {dim}) or drop fid from metrics")
+
+
 def fid(real: np.ndarray, fake: np.ndarray) -> float:
-    return frechet_distance(*mean_cov(real), *mean_cov(fake))
+    return frechet_distance(*mean_cov(real), *mean_cov(fake), samples=(len(real), len(fake)))
 
 
 def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -46,11 +61,15 @@ def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int
     return float(np.mean(values)), float(np.std(values))
 
 
-def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) over `splits` chunks (Salimans et al.); returns (mean, std)."""
+def inception_score(probs: np.ndarray, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) over `splits` chunks (Salimans et al.); returns (mean, std).
+    The rows are shuffled first with a fixed seed (torch-fidelity's isc_rng_seed, its chunk bounds too):
+    images read from class folders arrive sorted by class, and chunks of one class each score ~1."""
     p = np.asarray(probs, dtype=np.float64)
+    p = p[np.random.RandomState(seed).permutation(len(p))]
     scores = []
-    for part in np.array_split(p, splits):
+    for i in range(splits):
+        part = p[i * len(p) // splits:(i + 1) * len(p) // splits]
         marginal = part.mean(axis=0, keepdims=True)
         kl = (part * (np.log(part + 1e-20) - np.log(marginal + 1e-20))).sum(axis=1)
         scores.append(np.exp(kl.mean()))
