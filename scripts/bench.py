@@ -1,6 +1,11 @@
 """Throughput of gantrain's Trainer against faithful baselines, side by side in one run.
 
 Usage: python scripts/bench.py [--case dcgan64 mnist] [--steps 20] [--warmup 4] [--data ../shared/data]
+       [--images DIR] [--batch-size 128] [--width 64] [--workers 2] [--matmul-size 2048] [--out outputs/bench]
+
+A quick check of the script itself (what the tests run, on a tiny MNIST and a few images, in seconds):
+    python scripts/bench.py --steps 1 --warmup 0 --batch-size 8 --width 8 --workers 0 --matmul-size 256 \\
+        --data DIR_WITH_MNIST --images IMAGE_FOLDER --out TMP
 
 Cases:
   dcgan64  seed 003 (the PyTorch DCGAN tutorial): DCGAN-64, batch 128, a folder of CelebA-sized JPEGs
@@ -74,14 +79,14 @@ def weights_init(m):
         nn.init.constant_(m.bias.data, 0)
 
 
-def tutorial_steps(root: Path, batch_size: int):
+def tutorial_steps(root: Path, batch_size: int, workers: int = 2, width: int = 64):
     """The tutorial's loop body, one iteration per next(): ImageFolder + 2 workers + BCELoss on sigmoid."""
     dataset = dset.ImageFolder(root=str(root), transform=transforms.Compose([
         transforms.Resize(64), transforms.CenterCrop(64), transforms.ToTensor(),
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     ]))
-    dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2)
-    netG, netD = TutorialGenerator(), TutorialDiscriminator()
+    dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
+    netG, netD = TutorialGenerator(ngf=width), TutorialDiscriminator(ndf=width)
     netG.apply(weights_init)
     netD.apply(weights_init)
     criterion = nn.BCELoss()
@@ -142,11 +147,13 @@ def bce_loss(input, target):
     return (input.clamp(min=0) - input * target + (1 + neg_abs.exp()).log()).mean()
 
 
-def cs231n_steps(root: Path, batch_size: int):
+def cs231n_steps(root: Path, batch_size: int, workers: int = 2):
     """CS231n run_a_gan: MNIST via ToTensor and a 2-worker DataLoader over the first 50,000 images."""
     mnist = dset.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
-    loader = torch.utils.data.DataLoader(mnist, batch_size=batch_size, num_workers=2,
-                                         sampler=torch.utils.data.SubsetRandomSampler(range(50000)))
+    if len(mnist) < batch_size:
+        raise SystemExit(f"bench: {len(mnist)} MNIST images under {root}, fewer than one batch of {batch_size}")
+    loader = torch.utils.data.DataLoader(mnist, batch_size=batch_size, num_workers=workers,
+                                         sampler=torch.utils.data.SubsetRandomSampler(range(min(50000, len(mnist)))))
     D, G = cs231n_nets()
     D_solver = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
     G_solver = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -236,7 +243,8 @@ def make_celeba_like(out: Path, source: Path, count: int) -> Path:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(source.rglob("*.png"))[:count] if source.is_dir() else []
+    images = (p for p in source.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"}) if source.is_dir() else ()
+    sources = sorted(images)[:count]
     rng = np.random.default_rng(0)
     for i in range(count):
         if sources:
@@ -252,24 +260,33 @@ def main() -> None:
     parser.add_argument("--case", nargs="*", default=["dcgan64", "mnist"], choices=["dcgan64", "mnist"])
     parser.add_argument("--steps", type=int, default=20, help="measured steps per row")
     parser.add_argument("--warmup", type=int, default=4)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the folder holding MNIST/raw")
+    parser.add_argument("--images", default=None,
+                        help="images to make the CelebA-sized JPEGs from (default: DATA/cifar10-5k; noise without it)")
+    parser.add_argument("--batch-size", type=int, default=128, help="both sides (the recipes' 128 by default)")
+    parser.add_argument("--width", type=int, default=64, help="dcgan64: ngf = ndf of both sides (the tutorial's 64)")
+    parser.add_argument("--workers", type=int, default=2, help="the baselines' DataLoader workers")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul that measures the peak")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
     args = parser.parse_args()
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    images = Path(args.images).resolve() if args.images else data / "cifar10-5k"
+    batch = args.batch_size
+    peak = {"fp32": matmul_peak(torch.float32, args.matmul_size), "bf16": matmul_peak(torch.bfloat16, args.matmul_size)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", flush=True)
 
     rows = []
     for case in args.case:
         if case == "dcgan64":
-            root = make_celeba_like(out / "celeba_like", data / "cifar10-5k", 128 * (args.warmup + args.steps + 2))
-            common = ["experiment=dcgan_celeba", f"data.root={root}", "trainer.device=cpu"]
-            runs = [("baseline: seed 003 loop", "fp32", lambda: tutorial_steps(root, 128))]
+            root = make_celeba_like(out / "celeba_like", images, batch * (args.warmup + args.steps + 2))
+            common = ["experiment=dcgan_celeba", f"data.root={root}", "trainer.device=cpu", f"trainer.batch_size={batch}",
+                      f"model.generator.width={args.width}", f"model.discriminator.width={args.width}"]
+            runs = [("baseline: seed 003 loop", "fp32", lambda: tutorial_steps(root, batch, args.workers, args.width))]
         else:
             root = data
-            common = ["experiment=cs231n_dcgan", f"data.root={root}", "trainer.device=cpu"]
-            runs = [("baseline: CS231n run_a_gan", "fp32", lambda: cs231n_steps(root, 128))]
+            common = ["experiment=cs231n_dcgan", f"data.root={root}", "trainer.device=cpu", f"trainer.batch_size={batch}"]
+            runs = [("baseline: CS231n run_a_gan", "fp32", lambda: cs231n_steps(root, batch, args.workers))]
         variants = [("gantrain", "fp32", []), ("gantrain channels_last", "fp32", ["trainer.channels_last=true"]),
                     ("gantrain", "bf16", ["trainer.amp=bf16"]),
                     ("gantrain channels_last", "bf16", ["trainer.amp=bf16", "trainer.channels_last=true"])]
@@ -279,7 +296,7 @@ def main() -> None:
         baseline = None
         for name, precision, make in runs:
             print(f"  {case}: {name} ({precision}) ...", flush=True)
-            gflop = flops_per_image(make(), 128) / 1e9
+            gflop = flops_per_image(make(), batch) / 1e9
             speed = images_per_second(make(), args.warmup, args.steps)
             baseline = baseline or speed
             rows.append((case, name, precision, speed, speed / baseline, gflop, speed * gflop, speed * gflop / peak[precision]))

@@ -3,6 +3,9 @@
 
     python scripts/eval_speed.py --root ../shared/data [--run outputs/DATE/TIME] [--repeats 3]
 
+A quick check of the script itself (what the tests run, on a tiny MNIST):
+    python scripts/eval_speed.py --root DIR --num-samples 64 --real-samples 128 --classifier-epochs 1 --repeats 1
+
 The first call trains and caches the evaluation classifier and the real features (reported
 separately); the timed calls are what `trainer.eval_every` costs during training.
 """
@@ -24,12 +27,16 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="a trained cs231n_dcgan run (default: an untrained generator)")
     parser.add_argument("--num-samples", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--real-samples", type=int, default=50000, help="real images whose features are cached")
+    parser.add_argument("--classifier-epochs", default="auto", help="epochs of the evaluation classifier (auto: its default)")
     args = parser.parse_args()
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         cfg = compose("config", ["experiment=cs231n_dcgan", f"data.root={args.root}"])
     data = instantiate(cfg.data)
     started = time.perf_counter()
-    evaluator = Evaluator(data, num_samples=args.num_samples, device="cpu")
+    epochs = args.classifier_epochs if args.classifier_epochs == "auto" else int(args.classifier_epochs)
+    evaluator = Evaluator(data, num_samples=args.num_samples, real_samples=args.real_samples,
+                          classifier_epochs=epochs, device="cpu")
     print(f"setup (classifier and real features, cached after the first run): {time.perf_counter() - started:.1f} s")
     system = system_from_checkpoint(load_checkpoint(args.run)) if args.run else build_system(cfg, data.shape, data.num_classes)
     system.eval()

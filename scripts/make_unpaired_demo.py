@@ -30,13 +30,14 @@ def main() -> None:
     args = parser.parse_args()
     train = MNIST(args.mnist, train=True, download=False).data.numpy()
     test = MNIST(args.mnist, train=False, download=False).data.numpy()
+    n_train, n_test = min(args.train, len(train) // 2), min(args.test, len(test) // 2)  # a small MNIST gives fewer
     order = np.random.default_rng(0).permutation(len(train))
     out = Path(args.out)
-    write(train[order[:args.train]], out / "trainA")
-    write(255 - train[order[args.train:2 * args.train]], out / "trainB")  # other digits, inverted
-    write(test[:args.test], out / "testA")
-    write(255 - test[args.test:2 * args.test], out / "testB")
-    print(f"{out}: trainA/trainB {args.train} images each, testA/testB {args.test} each")
+    write(train[order[:n_train]], out / "trainA")
+    write(255 - train[order[n_train:2 * n_train]], out / "trainB")  # other digits, inverted
+    write(test[:n_test], out / "testA")
+    write(255 - test[n_test:2 * n_test], out / "testB")
+    print(f"{out}: trainA/trainB {n_train} images each, testA/testB {n_test} each")
 
 
 if __name__ == "__main__":

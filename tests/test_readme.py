@@ -1,0 +1,578 @@
+"""Every command README.md shows is run (design convention 8), shortened and with its placeholders
+filled by tiny fixtures; a README command that is neither run nor listed in NOT_RUN fails the suite.
+
+How a command becomes what runs is in one place, `runnable()`. Most commands run in this process
+through the console scripts' own functions (the exit status is the one `sys.exit` would give the
+shell); the set-up command, one command of each entry point, the scripts and the commands that need
+an environment run as real subprocesses (`AS_SUBPROCESS`).
+"""
+
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+import yaml
+from PIL import Image
+
+from conftest import make_image_tree, make_mnist, make_unpaired
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval")
+
+# README commands that cannot run here, with the reason (a regular expression searched in the command).
+NOT_RUN = {
+    r"trainer\.device=cuda": "needs a CUDA GPU; the test machines have none (the CPU path of each recipe runs)",
+    r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/test_distributed.py runs DDP with 2 gloo CPU processes",
+    r"^torchrun --nnodes=2 ": "two nodes and a rendezvous host (and `...` stands for any gantrain arguments)",
+    r"hydra/launcher=slurm": "needs a SLURM cluster (tests/test_cli.py composes the launcher preset)",
+    r"^gantrain-eval$": "the program's name in prose, not a command",
+    r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
+                                                          "is in the 'Adding your own component' section",
+    r"^gantrain-sample input=\.\.\. direction=AtoB\|BtoA$": "a syntax summary (`...`, `AtoB|BtoA`); the CycleGAN "
+                                                              "block's gantrain-sample line is its runnable form",
+}
+
+# Commands the README implies without spelling them out, run too.
+IMPLIED = {
+    "gantrain-eval real=mnist fake=path/to/images data.root=../shared/data":
+        "the `# or fake=<image folder>` comment of the Metrics block, with an image folder",
+}
+
+# Run as real subprocesses (a regular expression searched in the README command); the rest run in-process.
+AS_SUBPROCESS = (
+    r"^gantrain$",                          # the set-up command
+    r"^gantrain-sample run=\S+ n=\d+ out=samples\.npz$",
+    r"^gantrain-eval run=\S+ metrics=",
+    r"hydra\.searchpath=",                  # the user's package comes through PYTHONPATH
+    r"^python scripts/",
+    r"^[A-Z_]+=\S* ",                        # an environment variable first (OMP_NUM_THREADS=1 gantrain ...)
+)
+
+# The run each `outputs/DATE/TIME` means, when it is not the shared tiny run: the README command it follows.
+RUN_MADE_BY = {
+    r"input=": r"^gantrain experiment=cyclegan data\.root=path/to/horse2zebra$",  # translate with a CycleGAN
+    r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
+    r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
+}
+# README commands whose outputs a later command reads.
+NEEDS = {
+    r"fake=samples\.npz": r"out=samples\.npz",
+    r"data\.root=data/mnist2inverted": r"^python scripts/make_unpaired_demo\.py",
+}
+
+
+# ------------------------------------------------------------------ extracting the README's commands
+def is_command(text: str) -> bool:
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return False
+    words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)] or [""]
+    return (words[0] in PROGRAMS or (words[0] == "torchrun" and "gantrain" in words)
+            or (words[0] == "python" and len(words) > 1 and words[1].startswith("scripts/")))
+
+
+def readme_commands(text: str | None = None) -> list[str]:
+    """gantrain, gantrain-sample, gantrain-eval, torchrun ... gantrain and `python scripts/...` commands of the
+    README's ```bash blocks (continuations joined, comments dropped, the part after the last `&&`) and of its
+    inline code in prose and tables, in order, each once, whitespace normalised."""
+    text = README.read_text() if text is None else text
+    found, prose, block, pending = [], [], None, ""
+    for line in text.splitlines():
+        fence = re.match(r"\s*```(\w*)", line)
+        if fence:
+            block = None if block is not None else fence.group(1)
+            prose.append("")
+            continue
+        if block is None:
+            prose.append(line)
+        elif block == "bash":
+            if line.rstrip().endswith("\\"):
+                pending += line.rstrip()[:-1] + " "
+                continue
+            logical, pending = re.sub(r"(^|\s)#.*$", "", pending + line), ""
+            found.append(logical.split("&&")[-1])
+    found += re.findall(r"`([^`]+)`", "\n".join(prose))
+    commands = [" ".join(c.split()) for c in found if is_command(c)]
+    return list(dict.fromkeys(commands))
+
+
+def not_run_reason(command: str) -> str | None:
+    return next((why for pattern, why in NOT_RUN.items() if re.search(pattern, command)), None)
+
+
+COMMANDS = readme_commands()
+RUN = [c for c in COMMANDS if not_run_reason(c) is None] + list(IMPLIED)
+
+
+# ------------------------------------------------------------------ what runs
+CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
+    "trainer.max_steps": 4,         # trainer=debug's length; a resumed copy of the 4-step run goes to 6
+    "trainer.batch_size": 8,        # trainer=debug's batch: the fixtures hold a few dozen images
+    "trainer.decay_start": 2,       # before max_steps, as the README's pairs are
+    "trainer.sample_every": 2,
+    "trainer.eval_every": 4,        # one evaluation, at the end
+    "hydra.launcher.n_jobs": 2,     # 2 cores
+    "n": 64,                        # gantrain-sample n=10000
+    "num_samples": 64,              # gantrain-eval num_samples=10000
+}
+CYCLEGAN_SMALL = {"data.image_size": "32", "model.n_blocks": "2", "model.generator.width": "8",
+                  "model.discriminator.width": "8"}
+SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
+    "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
+    "readme_pictures.py": ["--data", "../shared/data", "--steps", "2", "--out", "{scratch}/pictures"],
+    "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
+                 "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
+    "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
+}
+
+
+def runnable(command: str, places: dict[str, str]) -> list[str]:
+    """The argv the test runs for a README command. Every rewrite the test makes is here:
+
+    - placeholders: a value (`x=VALUE` or a bare word) that is a key of `places` becomes its fixture
+      (`outputs/DATE/TIME` -> a tiny run, `/data/celeba` -> a tiny CelebA folder, ...); relative paths
+      (`data`, `../shared/data`, `path/to/images`, `samples.npz`, `my_configs`) exist as written in the
+      test's working directory and stay; `scripts/X.py` is this checkout's script and `python` this Python;
+    - training (`gantrain` without --help/--cfg): `trainer=debug` appended, and the values in CAPS capped
+      (a command-line value beats trainer=debug's); `trainer.eval_every` gets tiny metrics settings; a CycleGAN
+      gets 32x32 crops and slim nets unless the command sets them (until trainer=debug shrinks CycleGAN);
+    - gantrain-sample `n=` and gantrain-eval `num_samples=` capped, and gantrain-eval gets `real_samples=128
+      classifier_epochs=1`;
+    - scripts get SCRIPT_FLAGS: their smallest settings, on the tiny data, writing into a scratch folder.
+    """
+    words = [places.get(w, w) for w in shlex.split(command)]
+    words = [w.split("=", 1)[0] + "=" + places[w.split("=", 1)[1]] if "=" in w and w.split("=", 1)[1] in places
+             else w for w in words]
+    env = [w for w in words[:2] if re.fullmatch(r"[A-Z_]+=\S*", w)]
+    argv = words[len(env):]
+    if argv[0] == "python":
+        script = Path(argv[1]).name
+        flags = [f.format(**places) for f in SCRIPT_FLAGS[script]]
+        return env + [sys.executable, str(REPO / argv[1]), *argv[2:], *flags]
+    resume = any(w.startswith("trainer.resume=") for w in argv)
+    argv = [cap(w, resume) for w in argv]
+    keys = {w.split("=", 1)[0] for w in argv if "=" in w}
+    if argv[0] == "gantrain" and not {"--help", "--cfg"} & set(argv):
+        argv += [] if "trainer=debug" in argv else ["trainer=debug"]
+        if "trainer.eval_every" in keys:
+            argv += ["metrics.num_samples=64", "metrics.real_samples=128", "metrics.classifier_epochs=1"]
+        if "experiment=cyclegan" in argv and not debug_shrinks_cyclegan():
+            argv += [f"{k}={v}" for k, v in CYCLEGAN_SMALL.items() if k not in keys]
+    if argv[0] == "gantrain-eval":
+        argv += [f"{k}={v}" for k, v in (("real_samples", 128), ("classifier_epochs", 1)) if k not in keys]
+    return env + argv
+
+
+def cap(word: str, resume: bool) -> str:
+    key, _, value = word.partition("=")
+    if key not in CAPS or not re.fullmatch(r"\d+", value):
+        return word
+    limit = CAPS[key] + (2 if resume and key == "trainer.max_steps" else 0)
+    return f"{key}={min(int(value), limit)}"
+
+
+_SHRINKS = []
+
+
+def debug_shrinks_cyclegan() -> bool:
+    """Whether trainer=debug already makes CycleGAN small (work in progress elsewhere)."""
+    if not _SHRINKS:
+        from conftest import compose_config
+
+        cfg = compose_config("experiment=cyclegan", "data.root=x", "trainer=debug")
+        _SHRINKS.append(cfg.data.image_size <= 64 and cfg.model.n_blocks <= 2)
+    return _SHRINKS[0]
+
+
+# ------------------------------------------------------------------ running
+@dataclass
+class Outcome:
+    command: str
+    argv: list[str]
+    code: int
+    output: str
+    seconds: float
+    run_dir: Path | None = None
+    ok: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def explain(self) -> str:
+        return f"{self.command}\n  ran: {shlex.join(self.argv)}\n  exit {self.code}\n{self.output[-4000:]}"
+
+
+def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """The console script's function with this argv and working directory; its exit status as the shell sees it."""
+    import gantrain.cli as cli
+
+    entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate}[argv[0]]
+    buffer, root = io.StringIO(), logging.getLogger()
+    handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
+    try:
+        sys.argv = list(argv)
+        os.chdir(cwd)
+        with redirect_stdout(buffer), redirect_stderr(buffer):
+            try:
+                entry()
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:  # what the interpreter would print before exiting with 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+        for handler in root.handlers:  # Hydra's job logging (train.log, the console) goes with the run
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return code, buffer.getvalue()
+
+
+def run_subprocess(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    assignments = {w.split("=", 1)[0]: w.split("=", 1)[1] for w in argv if re.fullmatch(r"[A-Z_]+=\S*", w)}
+    argv = argv[len(assignments):]
+    proc = subprocess.run(argv, cwd=cwd, env={**os.environ, **env, **assignments}, capture_output=True, text=True,
+                          timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+class Workspace:
+    """The README's world in miniature: a working directory `main/` beside `shared/data`, the fixtures for
+    absolute placeholders, the shared tiny run, and each README command's outcome once it has run."""
+
+    def __init__(self, root: Path, trained_run: Path):
+        self.root, self.cwd, self.trained_run = root, root / "main", trained_run
+        self.outcomes: dict[str, Outcome] = {}
+        self.places = {
+            "/data/celeba": str(root / "celeba"), "/path/to/celeba": str(root / "celeba"), "/data": str(root / "cifar"),
+            "scratch": str(root / "scratch"),
+        }
+
+    def run(self, command: str) -> Outcome:
+        """Run a README command once (the commands it needs first) and check what the README promises."""
+        if command in self.outcomes:
+            outcome = self.outcomes[command]
+            assert outcome.ok, f"failed earlier (it is needed here): {outcome.explain()}"
+            return outcome
+        for pattern, needed in NEEDS.items():
+            if re.search(pattern, command):
+                self.run(self.readme_command(needed))
+        places = dict(self.places)
+        run = self.trained_run
+        for pattern, maker in RUN_MADE_BY.items():
+            if re.search(pattern, command):
+                run = self.run(self.readme_command(maker)).run_dir
+        if re.search(r"trainer\.resume=outputs/", command):  # a copy: the shared run stays 4 steps long
+            run = self.root / "resumed" / str(len(self.outcomes))
+            shutil.copytree(self.trained_run, run, ignore=shutil.ignore_patterns("step_*.pt"))
+        places |= {"outputs/DATE/TIME": str(run), "outputs/2026-11-23/10-00-00": str(run)}
+        argv = runnable(command, places)
+        env = {"PYTHONPATH": os.pathsep.join([str(self.cwd), os.environ.get("PYTHONPATH", "")])}
+        before = set(self.cwd.glob("outputs/*/*")) | set(self.cwd.glob("outputs/multirun/*/*"))
+        if any(w.startswith(("trainer.resume=", "run=")) for w in argv):
+            before.add(run)
+        wait_for_a_new_second()  # two runs started in the same second would share outputs/DATE/TIME
+        started = time.perf_counter()
+        if any(re.search(p, command) for p in AS_SUBPROCESS):
+            code, output = run_subprocess(argv, self.cwd, env)
+        else:
+            code, output = run_in_process(argv, self.cwd)
+        outcome = Outcome(command, argv, code, output, time.perf_counter() - started)
+        after = set(self.cwd.glob("outputs/*/*")) | set(self.cwd.glob("outputs/multirun/*/*"))
+        new = sorted(after - before)
+        outcome.run_dir = run if "trainer.resume=" in command else (new[0] if len(new) == 1 else None)
+        outcome.extra["new"] = new
+        self.outcomes[command] = outcome
+        assert code == 0, outcome.explain()
+        check(outcome, self)
+        outcome.ok = True
+        return outcome
+
+    def readme_command(self, pattern: str) -> str:
+        (command,) = [c for c in RUN if re.search(pattern, c)]
+        return command
+
+
+_LAST_START = [0.0]
+
+
+def wait_for_a_new_second() -> None:
+    if int(time.time()) == int(_LAST_START[0]):
+        time.sleep(1.01 - time.time() % 1)
+    _LAST_START[0] = time.time()
+
+
+# ------------------------------------------------------------------ what the README promises
+def check(outcome: Outcome, ws: Workspace) -> None:
+    argv, words = outcome.argv, shlex.split(outcome.command)
+    words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]
+    program = words[0]
+    options = dict(w.split("=", 1) for w in argv if "=" in w and not w.startswith("-"))
+    if program == "python":
+        SCRIPT_CHECKS[Path(words[1]).name](outcome, ws)
+    elif program == "gantrain" and "--help" in argv:
+        for group in ("data", "model", "loss", "optim", "trainer", "experiment"):
+            assert re.search(rf"^{group}: .+", outcome.output, re.M), (group, outcome.explain())
+    elif program == "gantrain" and "--cfg" in argv:
+        cfg = yaml.safe_load(outcome.output)
+        assert {"data", "model", "loss", "optim", "trainer"} <= set(cfg), outcome.explain()
+        assert not outcome.extra["new"], "--cfg job trained nothing, yet a run directory appeared"
+    elif program == "gantrain" and "-m" in argv:
+        check_sweep(outcome, argv)
+    elif program == "gantrain":
+        check_run(outcome, options)
+    elif program == "gantrain-sample":
+        check_sample(outcome, options, ws)
+    elif program == "gantrain-eval":
+        check_eval(outcome, options, ws)
+
+
+def check_run(outcome: Outcome, options: dict) -> None:
+    run = outcome.run_dir
+    assert run is not None, f"expected one new run directory, got {outcome.extra['new']}\n{outcome.explain()}"
+    for name in ("checkpoints/last.pt", "final.png", "config.yaml", "train.log", "samples/real.png", "progress.gif"):
+        assert (run / name).is_file(), (name, outcome.explain())
+    assert list(run.glob("events.out.tfevents.*")), outcome.explain()
+    steps = int(options.get("trainer.max_steps", 4))
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
+    assert saved["step"] == steps, (saved["step"], steps)
+    if "trainer.eval_every" in options:
+        assert (run / "checkpoints" / "best.pt").is_file(), outcome.explain()
+
+
+def check_sweep(outcome: Outcome, argv: list[str]) -> None:
+    (sweep,) = [p for p in outcome.extra["new"] if p.parent.parent.name == "multirun"] or [None]
+    assert sweep is not None, outcome.explain()
+    expected = 1
+    for w in argv:
+        if "=" in w and not w.startswith("hydra."):
+            expected *= len(w.split("=", 1)[1].split(","))
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == expected, (len(jobs), expected, outcome.explain())
+    for job in jobs:
+        assert (job / "checkpoints" / "last.pt").is_file(), (job, outcome.explain())
+
+
+def check_sample(outcome: Outcome, options: dict, ws: Workspace) -> None:
+    run = Path(options["run"])
+    out = ws.cwd / options["out"] if "out" in options else run / "samples.npz"  # default: beside the checkpoints
+    if "input" in options:
+        source = ws.cwd / options["input"]
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in source.iterdir()), outcome.explain()
+        return
+    with np.load(out) as arrays:
+        images = arrays["images"]
+        assert images.dtype == np.uint8 and images.ndim == 4 and len(images) == int(options.get("n", 64)), images.shape
+        if "label" in options:
+            assert (arrays["labels"] == int(options["label"])).all()
+    assert out.with_suffix(".png").is_file(), outcome.explain()
+
+
+def check_eval(outcome: Outcome, options: dict, ws: Workspace) -> None:
+    values = json.loads((ws.cwd / options.get("out", "metrics.json")).read_text())
+    printed = set(re.findall(r"^(\w+)\s+-?[\d.]+(?:e[-+]?\d+)?$", outcome.output, re.M))
+    assert printed and printed <= set(values), (printed, values, outcome.explain())
+    assert {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall"} <= set(values), values
+
+
+def check_make_unpaired_demo(outcome: Outcome, ws: Workspace) -> None:
+    out = ws.cwd / outcome.argv[outcome.argv.index("--out") + 1]
+    for part in ("trainA", "trainB", "testA", "testB"):
+        assert len(list((out / part).glob("*.png"))) > 0, (part, outcome.explain())
+
+
+def check_readme_pictures(outcome: Outcome, ws: Workspace) -> None:
+    pictures = Path(ws.places["scratch"]) / "pictures"
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from readme_pictures import recipes
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    names = list(recipes(Path("data")))
+    assert sorted(p.stem for p in pictures.glob("*.png")) == sorted(names), outcome.explain()
+    assert ws.docs_before == docs_state(), "the quick run changed docs/"
+
+
+def check_bench(outcome: Outcome, ws: Workspace) -> None:
+    rows = [line for line in outcome.output.splitlines() if re.match(r"(dcgan64|mnist)\s", line)]
+    assert len(rows) == 10, outcome.explain()
+
+
+def check_eval_speed(outcome: Outcome, ws: Workspace) -> None:
+    assert re.search(r"^evaluation 1: 64 samples in .* fid ", outcome.output, re.M), outcome.explain()
+
+
+SCRIPT_CHECKS = {"make_unpaired_demo.py": check_make_unpaired_demo, "readme_pictures.py": check_readme_pictures,
+                 "bench.py": check_bench, "eval_speed.py": check_eval_speed}
+
+
+def docs_state() -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in (REPO / "docs").glob("*")}
+
+
+# ------------------------------------------------------------------ fixtures
+def make_cifar(root: Path, n: int = 40) -> Path:
+    """cifar-10-batches-py pickles in torchvision's layout (torchvision's md5 check is patched out in-process)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    return root
+
+
+def make_celeba(root: Path, n: int = 12) -> Path:
+    """img_align_celeba/*.jpg of CelebA's 178x218 size."""
+    folder = root / "img_align_celeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg")
+    return root
+
+
+MYGAN_YAML = """\
+_target_: gantrain.systems.gan.GAN
+z_dim: 128
+z_dist: normal
+generator:
+  _target_: mypackage.nets.Generator     # __init__(shape, z_dim, ...) -> images in [-1, 1]
+discriminator:
+  _target_: mypackage.nets.Discriminator # __init__(shape, ...) -> logits of shape (B,)
+"""
+
+MYPACKAGE_NETS = '''"""A user's own networks, outside gantrain: the smallest that fit the README's contract."""
+import math
+import torch.nn as nn
+
+
+class Generator(nn.Module):
+    def __init__(self, shape, z_dim, **kwargs):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.net = nn.Sequential(nn.Linear(z_dim, math.prod(self.shape)), nn.Tanh())
+
+    def forward(self, z, labels=None):
+        return self.net(z.flatten(1)).view(len(z), *self.shape)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, shape, **kwargs):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 1))
+
+    def forward(self, x, labels=None):
+        return self.net(x).view(-1)
+'''
+
+
+def readme_yaml_block(text: str) -> str:
+    """The README's ```yaml block (my_configs/model/mygan.yaml), so the test writes what the README shows."""
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    return block
+
+
+@contextmanager
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine two threads per process
+    spin against each other (a debug run took 10 s instead of 1 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OMP_NUM_THREADS", "1")  # subprocesses
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny run per session for every sample/eval/resume command: CS231n's vanilla GAN on a tiny MNIST
+    (`trainer=debug`), so that its samples are 28x28 like the `real=mnist` they are scored against."""
+    folder = tmp_path_factory.mktemp("trained")
+    make_mnist(folder / "data")
+    argv = ["gantrain", "experiment=cs231n_vanilla", f"data.root={folder / 'data'}", "trainer=debug",
+            f"hydra.run.dir={folder / 'run'}"]
+    with one_thread():
+        code, output = run_in_process(argv, folder)
+    assert code == 0, output
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, trained_run) -> Workspace:
+    root = tmp_path_factory.mktemp("readme")
+    cwd = root / "main"
+    make_mnist(root / "shared" / "data")                                        # ../shared/data/MNIST/raw
+    make_image_tree(root / "shared" / "data" / "cifar10-5k", classes=("cat", "dog"), per_class=8, size=32)
+    make_mnist(cwd / "data")                                                    # data.root=data
+    make_celeba(cwd / "data" / "celeba")                                        # data=celeba's default root
+    make_image_tree(cwd / "path" / "to" / "images")
+    make_unpaired(cwd / "path" / "to" / "horse2zebra", per_domain=10)
+    make_celeba(root / "celeba")                                                # /data/celeba, /path/to/celeba
+    make_cifar(root / "cifar")                                                  # data.root=/data (CIFAR-10)
+    (cwd / "my_configs" / "model").mkdir(parents=True)
+    (cwd / "my_configs" / "model" / "mygan.yaml").write_text(readme_yaml_block(README.read_text()))
+    (cwd / "mypackage").mkdir()
+    (cwd / "mypackage" / "__init__.py").write_text("")
+    (cwd / "mypackage" / "nets.py").write_text(MYPACKAGE_NETS)
+    ws = Workspace(root, trained_run)
+    ws.docs_before = docs_state()
+    with one_thread(), pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(cwd))  # mypackage, for in-process commands (subprocesses get PYTHONPATH)
+        mp.setenv("GANTRAIN_CACHE", str(root / "cache"))  # decoded sets and eval classifiers, once per module
+        # the tiny CIFAR pickles cannot match torchvision's md5 sums (in-process commands only)
+        mp.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
+        yield ws
+
+
+# ------------------------------------------------------------------ tests
+def test_readme_commands_are_found():
+    assert "gantrain" in COMMANDS and "gantrain --help" in COMMANDS
+    assert any(c.startswith("gantrain experiment=cyclegan data.root=data/mnist2inverted") for c in COMMANDS)
+    assert not any("#" in c or "&&" in c or "\\" in c for c in COMMANDS)
+    example = "```bash\npip install x && gantrain a=1  # note\ngantrain -m \\\n    b=1,2\n```\nsee `gantrain c=3`.\n"
+    assert readme_commands(example) == ["gantrain a=1", "gantrain -m b=1,2", "gantrain c=3"]
+
+
+def test_every_readme_command_is_run_or_listed():
+    """A new README command needs a run here (nothing to do when the generic checks fit) or a NOT_RUN reason;
+    a NOT_RUN entry that no longer matches a README command is stale."""
+    listed = {c for c in COMMANDS if not_run_reason(c) is not None}
+    assert set(COMMANDS) == listed | (set(RUN) - set(IMPLIED))
+    stale = [p for p in NOT_RUN if not any(re.search(p, c) for c in COMMANDS)]
+    assert not stale, f"NOT_RUN entries that match no README command: {stale}"
+    unmatched = [p for p in (*AS_SUBPROCESS, *RUN_MADE_BY.values(), *NEEDS.values())
+                 if p.startswith("^") and not any(re.search(p, c) for c in RUN)]
+    assert not unmatched, f"patterns that match no README command: {unmatched}"
+    for command in RUN:  # every command has a known program and, for scripts, its smallest settings
+        words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
+        assert words[0] in PROGRAMS or Path(words[1]).name in SCRIPT_FLAGS, command
+
+
+@pytest.mark.parametrize("command", RUN)
+def test_readme_command_runs(workspace: Workspace, command: str):
+    workspace.run(command)
