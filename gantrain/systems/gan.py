@@ -147,6 +147,8 @@ class GAN(nn.Module):
     def preview(self, fixed: dict[str, Tensor]) -> Tensor:
         """G's output (the EMA copy's when there is one) on given inputs, in eval mode, as float."""
         network = self.ema.network if self.ema is not None else self.G
+        if self.ema is not None:  # BatchNorm statistics of the averaged weights, from their own samples
+            self.ema.refresh(self.draw)
         was_training = network.training
         network.eval()
         try:
@@ -155,6 +157,13 @@ class GAN(nn.Module):
                                  network).float()
         finally:
             network.train(was_training)
+
+    def draw(self, network: nn.Module, generator: torch.Generator, n: int) -> Tensor:
+        """network's output on n inputs (noise, and random classes) drawn from `generator` on the CPU."""
+        cpu = torch.device("cpu")
+        labels = torch.randint(0, self.num_classes, (n,), generator=generator) if self.num_classes else None
+        return self.generate(self.noise(n, generator, cpu).to(self.device),
+                             labels.to(self.device) if labels is not None else None, network)
 
     def sample(self, n: int, batch_size: int = 500, generator: torch.Generator | None = None,
                labels: Tensor | None = None) -> Tensor:
