@@ -222,7 +222,7 @@ def test_classifier_quality_is_measured_stored_and_a_weak_classifier_warned_abou
     assert saved["version"] == extractors.EXTRACTOR_VERSION and saved["quality"]["heldout_accuracy"] == info["heldout_accuracy"]
     assert extractors.weights_sha(evaluator.classifier) == info["sha256"]
     # one epoch of 3 steps leaves it near uniform: one warning line that says what to do
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "classifier is weak" in r.getMessage()]
     assert len(warnings) == 1 and "classifier_epochs" in warnings[0] and "extractor=inception" in warnings[0]
     assert sum("extractor: classifier v2 (sha" in r.getMessage() for r in caplog.records) == 1
     assert evaluator.score(evaluator.real[:50]).extractor == info

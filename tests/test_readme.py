@@ -300,7 +300,9 @@ class Workspace:
         outcome = Outcome(command, argv, code, output, time.perf_counter() - started)
         after = set(self.cwd.glob("outputs/*/*")) | set(self.cwd.glob("outputs/multirun/*/*"))
         new = sorted(after - before)
-        outcome.run_dir = run if "trainer.resume=" in command else (new[0] if len(new) == 1 else None)
+        named = re.findall(r"run directory: (\S+)", output)  # what gantrain says it wrote (two runs may share a second)
+        outcome.run_dir = run if "trainer.resume=" in command else (
+            Path(named[-1]) if len(named) == 1 else new[0] if len(new) == 1 else None)
         outcome.extra["new"] = new
         self.outcomes[command] = outcome
         assert code == 0, outcome.explain()
