@@ -49,6 +49,9 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
     except HydraException as err:
         raise UserError(f"cannot read the command line: {first_line(err)}") from None
     overrides = [o for o in overrides if composable(o)]
+    chosen = {o.key_or_group: values_of(o) for o in overrides}
+    if "debug" in chosen.get("trainer", []) and set(chosen.get("debug", [])) - {"none"}:
+        raise UserError("trainer=debug and debug=default say the same thing: drop one of them")
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         for line in representative_command_lines(overrides):

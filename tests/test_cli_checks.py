@@ -90,6 +90,13 @@ def test_a_sweep_is_refused_for_any_bad_value_and_an_interval_is_left_to_the_swe
     check_command_line(["-m", "optim.lr=interval(1e-4,1e-3)"])  # only Optuna-like sweepers sample these
 
 
+def test_both_spellings_of_debug_together_are_one_line():
+    with pytest.raises(UserError, match="trainer=debug and debug=default say the same thing"):
+        check_command_line(["trainer=debug", "debug=default"])
+    check_command_line(["debug=default"])
+    check_command_line(["trainer=debug", "debug=none"])
+
+
 def test_our_flag_parser_knows_every_flag_of_hydras_own():
     from hydra._internal.utils import get_args_parser  # the test may look inside Hydra; gantrain does not
 
