@@ -50,7 +50,7 @@ def translate_folder(run: str, source: str, out: str | None, direction: str, bat
                 with Image.open(path) as img:
                     images.append(resize(img.convert("RGB" if channels == 3 else "L")))
                     names.append(path.name)
-            except (OSError, ValueError):
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # damaged, or over PIL's limit
                 skipped += 1
         if not images:
             continue
@@ -60,6 +60,6 @@ def translate_folder(run: str, source: str, out: str | None, direction: str, bat
             Image.fromarray(array[..., 0] if channels == 1 else array).save(target / name)
             written += 1
     if skipped:
-        log.warning("skipped %d unreadable file(s) in %s", skipped, source)
+        log.warning("skipped %d unreadable or oversized file(s) in %s", skipped, source)
     log.info("%d images %s from %s (step %d) -> %s", written, direction, state["path"], state["step"], target)
     return target

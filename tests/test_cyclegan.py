@@ -1,6 +1,7 @@
 """CycleGAN on two synthetic domains the tests draw (red squares on black, green squares on white):
 networks, data, pool, losses, LR schedule, exact resume, grids and the translate command."""
 
+import shutil
 import subprocess
 import sys
 
@@ -161,6 +162,19 @@ def test_translate_command_keeps_file_names(toy_root, short_run, tmp_path):
     assert difference > 10  # G_AB's output, not the input resized
     wrong = subprocess.run(cli + [f"input={toy_root / 'testA'}", "direction=sideways"], capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and "AtoB or BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_translate_skips_an_image_over_pils_size_limit(toy_root, short_run, tmp_path, monkeypatch, caplog):
+    from gantrain.translate import translate_folder
+
+    source = tmp_path / "in"
+    shutil.copytree(toy_root / "testA", source)
+    Image.new("RGB", (200, 200)).save(source / "huge.png")  # over the lowered limit: a decompression bomb to PIL
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 2x this raises DecompressionBombError on open
+    with caplog.at_level("WARNING"):
+        out = translate_folder(str(short_run), str(source), str(tmp_path / "out"), "AtoB", 8, "cpu")
+    assert "huge.png" not in {p.name for p in out.iterdir()} and len(list(out.iterdir())) == len(list(source.iterdir())) - 1
+    assert "skipped 1 unreadable or oversized" in caplog.text
 
 
 def test_wrong_data_for_the_model_is_one_line(toy_root, tmp_path):
