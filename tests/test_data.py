@@ -330,6 +330,19 @@ def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(tmp_path, m
     assert Image.MAX_IMAGE_PIXELS == LIMIT  # the limit was never lifted
 
 
+def test_the_evaluators_real_images_leave_out_skipped_files(tmp_path, monkeypatch):
+    """Streamed data returns a blank row for a file it could not decode: it is no real image to score against."""
+    from gantrain.build import build_data
+    from gantrain.metrics.evaluator import real_images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)
+    root = bomb_folder(tmp_path / "data")
+    data = build_data(compose_config("data=folder", f"data.root={root}", "data.image_size=16", "data.in_memory=false",
+                                     "data.workers=0"))
+    images, labels = real_images(data, 100)
+    assert len(images) == len(labels) == 11 and int(labels.min()) >= 0
+
+
 @pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_the_bomb_limit_reaches_the_decode_workers(tmp_path, monkeypatch):
     """The in-memory decode with worker processes, and ImageFiles itself, see PIL's limit."""

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from gantrain.caches import cache_dir
 from gantrain.checkpoint import atomic_save
 from gantrain.data import Data, TensorData
-from gantrain.data.batches import to_uint8
+from gantrain.data.batches import skipped_rows, to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 from gantrain.metrics import maths
@@ -38,6 +38,8 @@ def real_images(data: Data, limit: int, seed: int = 0) -> tuple[Tensor, Tensor |
         return data.x[order], data.labels[order] if data.labels is not None else None
     parts = list(DataLoader(Subset(data.dataset, order.tolist()), batch_size=256, num_workers=getattr(data, "workers", 0)))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    kept = ~skipped_rows(labels)  # files that could not be decoded come back as blank rows: not real images
+    images, labels = images[kept], labels[kept]
     return images, labels if data.num_classes else None
 
 
