@@ -10,7 +10,7 @@ from hydra.utils import get_class
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gantrain import distributed
+from gantrain import __version__, distributed
 from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.device import resolve_device
@@ -110,8 +110,12 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None) -> Trainer:
-    """Everything a run needs, seeded by cfg.seed before any weight is drawn."""
+    """Everything a run needs, seeded by cfg.seed before any weight is drawn. Every checkpoint records the
+    resolved config, the groups chosen (when the caller knows them) and the gantrain version, so a run built
+    here, from the CLI or not, can be sampled, evaluated and resumed."""
     check_config(cfg)
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}, **(meta or {}),
+            "gantrain_version": __version__}
     seed_everything(cfg.seed)
     data = build_data(cfg)
     system = build_system(cfg, data.shape, data.num_classes)

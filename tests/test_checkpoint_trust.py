@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 from gantrain.build import build_trainer, system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
@@ -35,7 +34,7 @@ def evil_checkpoint(tmp_path_factory):
         cfg = compose("config", overrides=["trainer=debug", "trainer.max_steps=1", "trainer.grid_size=4", "model.generator.width=8",
                                            "model.discriminator.width=8"])
     run = base / "run"
-    build_trainer(cfg, run, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}}).fit()
+    build_trainer(cfg, run).fit()  # no meta: build_trainer records the config itself
     marker = base / "PWNED"
     with open(base / "payload.pkl", "wb") as f:
         pickle.dump(Payload(str(marker)), f)
@@ -81,6 +80,15 @@ def test_nested_and_listed_targets_are_found_and_trust_lets_them_through():
         check_saved_config(config, "x.pt")
     check_saved_config(config, "x.pt", trust=True)
     check_saved_config(config, "x.pt", also_allowed=["os.system"])  # what the user's own command line names
+
+
+def test_a_run_built_without_meta_records_config_choices_and_version(evil_checkpoint):
+    """build_trainer writes what sampling needs into every checkpoint, whoever called it."""
+    from gantrain import __version__
+
+    state = load_checkpoint(evil_checkpoint[0].parent / "run")
+    assert state["gantrain_version"] == __version__ and "choices" in state
+    assert system_from_checkpoint(state) is not None
 
 
 def test_every_shipped_target_is_gantrains_or_torchs_optimizers():

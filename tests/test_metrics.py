@@ -298,6 +298,8 @@ def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(mnist_root, tmp_path):
     assert done.returncode == 0, done.stderr
     values = json.loads(out.read_text())
     assert {"fid", "kid", "is", "precision", "recall"} <= set(values) and "fid" in done.stdout
+    from gantrain import __version__
+    assert values["gantrain_version"] == __version__  # which gantrain wrote the numbers
     extractor = values["extractor"]  # which extractor, and how good: numbers of different ones never compared
     assert extractor["name"] == "classifier" and extractor["version"] == str(extractors.EXTRACTOR_VERSION)
     assert {"sha256", "heldout_accuracy", "real_is"} <= set(extractor)

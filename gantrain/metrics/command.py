@@ -10,6 +10,7 @@ import torch
 from gantrain.build import instantiate  # a UserError raised by a target reaches the user as one line
 from omegaconf import DictConfig, OmegaConf
 
+from gantrain import __version__
 from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.metrics.evaluator import Evaluator
@@ -113,7 +114,8 @@ def run(cfg: DictConfig) -> Path:
     out = Path(cfg.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     # the extractor's identity and quality travel with the numbers: scores of different extractors never mix
-    out.write_text(json.dumps(dict(values) | {"extractor": values.extractor, "source": what}, indent=2) + "\n")
+    out.write_text(json.dumps(dict(values) | {"extractor": values.extractor, "source": what,
+                                               "gantrain_version": __version__}, indent=2) + "\n")
     log.info("metrics -> %s", out)
     return out
 
