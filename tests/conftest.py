@@ -15,7 +15,13 @@ from PIL import Image
 
 import gantrain.cli  # noqa: F401  (registers the config resolvers)
 
-torch.set_num_threads(2)
+# Under pytest-xdist the two workers share the two cores: one thread each (and in the programs the tests start),
+# since OpenMP threads that outnumber the cores spin and can run ten times slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 
 # Every cache gantrain writes goes to a fresh folder for this session, never the user's ~/.cache/gantrain; set at
 # import so the CLI run in subprocesses inherits it.

@@ -98,7 +98,7 @@ def score_run(cfg: DictConfig) -> tuple[dict, str]:
 def score_files(cfg: DictConfig) -> tuple[dict, str]:
     real_cfg = data_config(cfg.real, cfg.data)
     real = build(real_cfg)
-    evaluator = Evaluator(real, list(cfg.metrics), **evaluator_settings(cfg) | {"num_samples": 2})
+    evaluator = Evaluator(real, list(cfg.metrics), **evaluator_settings(cfg))
     fake, labels = fake_images(cfg.fake, real, cfg.data)
     return evaluator.score(fake, labels), f"{cfg.fake} ({len(fake)} images)"
 
