@@ -5,13 +5,12 @@ import logging
 from pathlib import Path
 
 import torch
-import torchvision.transforms.v2 as T
 from PIL import Image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data.batches import to_model_range, to_uint8
-from gantrain.data.folder import IMAGE_EXTENSIONS
+from gantrain.data.batches import SKIP_REASONS, to_model_range, to_uint8
+from gantrain.data.folder import IMAGE_EXTENSIONS, ImageFiles
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 
@@ -41,21 +40,17 @@ def translate_folder(run: str, source: str, out: str | None, direction: str, bat
     files = image_files(Path(source).expanduser())
     target = Path(out).expanduser() if out else Path(source).expanduser().parent / f"{Path(source).name}_{direction}"
     target.mkdir(parents=True, exist_ok=True)
-    resize = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.PILToTensor()])
+    decoder = ImageFiles(files, [-1] * len(files), size, channels)  # resized and cropped as training data is
     written, skipped = 0, 0
     for start in range(0, len(files), batch_size):
-        names, images = [], []
-        for path in files[start:start + batch_size]:
-            try:
-                with Image.open(path) as img:
-                    images.append(resize(img.convert("RGB" if channels == 3 else "L")))
-                    names.append(path.name)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # damaged, or over PIL's limit
-                skipped += 1
-        if not images:
+        rows = [decoder[i] for i in range(start, min(start + batch_size, len(files)))]
+        kept = [(files[start + k].name, image) for k, (image, label) in enumerate(rows)
+                if label not in SKIP_REASONS]
+        skipped += len(rows) - len(kept)
+        if not kept:
             continue
-        result = system.translate(to_model_range(torch.stack(images)), direction).cpu()
-        for name, image in zip(names, to_uint8(result)):
+        result = system.translate(to_model_range(torch.stack([image for _, image in kept])), direction).cpu()
+        for (name, _), image in zip(kept, to_uint8(result)):
             array = image.permute(1, 2, 0).numpy()
             Image.fromarray(array[..., 0] if channels == 1 else array).save(target / name)
             written += 1
