@@ -185,10 +185,12 @@ def train() -> None:
     if distributed.launched_by_torchrun():
         distributed.init_from_env()
         sys.argv += torchrun_overrides(sys.argv[1:])
+    finished = False
     try:
         _checked_train()
+        finished = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished)
 
 
 def torchrun_overrides(argv: list[str]) -> list[str]:

@@ -6,6 +6,7 @@ shard of every epoch; rank 0 alone logs, samples, evaluates and writes checkpoin
 """
 
 import contextlib
+import gc
 import os
 from datetime import timedelta
 
@@ -35,9 +36,16 @@ def init_from_env() -> None:
     _control_group = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(finished: bool) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others (rank 0 may still be
+    writing), and the DDP wrappers, which hold the group, are collected first: a gloo group freed only at
+    interpreter exit can abort the process ("terminate called without an active exception")."""
+    if not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier(group=_control_group)
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def rank() -> int:

@@ -9,7 +9,7 @@ import torch
 from gantrain.checkpoint import load_checkpoint
 from gantrain.data.toy import gaussian2d
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8"]
 
 
@@ -32,7 +32,8 @@ def test_two_processes_train_one_model_and_write_once(tmp_path):
 
 def test_a_checkpoint_resumes_at_any_world_size(tmp_path):
     run_dir = tmp_path / "run"
-    assert torchrun(tmp_path, 2, *TINY, "trainer.max_steps=4", f"hydra.run.dir={run_dir}").returncode == 0
+    first = torchrun(tmp_path, 2, *TINY, "trainer.max_steps=4", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr
     one = torchrun(tmp_path, 1, f"trainer.resume={run_dir}", "trainer.max_steps=6")
     assert one.returncode == 0, one.stderr
     two = torchrun(tmp_path, 2, f"trainer.resume={run_dir}", "trainer.max_steps=8")
