@@ -64,7 +64,7 @@ def parse_policy(policy: str | list | None) -> list[str]:
     names = [p.strip() for p in (policy.split(",") if isinstance(policy, str) else policy) if p.strip()]
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
-        raise UserError(f"trainer.diffaugment={policy}: unknown {', '.join(unknown)}; use any of {', '.join(POLICIES)}")
+        raise UserError(f"model.diffaugment={policy}: unknown {', '.join(unknown)}; use any of {', '.join(POLICIES)}")
     return names
 
 

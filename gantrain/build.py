@@ -11,14 +11,13 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gantrain import __version__, distributed
+from gantrain.config_migration import migrate_config
 from gantrain.data import Data
 from gantrain.errors import UserError
-from gantrain.device import resolve_device
-from gantrain.trainer import Trainer, parse_amp
+from gantrain.systems.base import System
+from gantrain.trainer import Trainer
+from gantrain.trainer_config import trainer_settings
 from gantrain.trust import check_saved_config
-
-POSITIVE_TRAINER_KEYS = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
-                         "grid_size", "keep_checkpoints")
 
 
 def instantiate(node, **kwargs):
@@ -46,16 +45,16 @@ def build_data(cfg: DictConfig) -> Data:
     return instantiate(cfg.data)
 
 
-SYSTEM_TRAINER_KEYS = ("ema", "ema_start", "diffaugment")  # trainer keys whose maths lives in the system
-
-
-def build_system(cfg: DictConfig, shape: tuple[int, ...], num_classes: int = 0) -> torch.nn.Module:
+def build_system(cfg: DictConfig, shape: tuple[int, ...], num_classes: int = 0) -> System:
     """Networks get the data's sample shape (generators also z_dim; conditional ones num_classes) at build
-    time; the system class gets them plus the loss, the rest of cfg.model and the trainer keys of
-    SYSTEM_TRAINER_KEYS. `System.networks` says which argument is built from which config node, so a
-    system with two generators (CycleGAN) builds the `generator` node twice."""
+    time; the system class gets them, the loss and every other key of cfg.model. `System.networks` says
+    which argument is built from which config node, so a system with two generators (CycleGAN) builds
+    the `generator` node twice."""
     model = cfg.model
     system_class = get_class(model._target_)
+    if not issubclass(system_class, System):
+        raise UserError(f"model._target_={model._target_} is not a gantrain System: subclass "
+                        f"gantrain.systems.base.System (docs/architecture.md)")
     conditional = bool(model.get("conditional", False))
     if conditional and num_classes <= 0:
         raise UserError("model.conditional=true needs labelled data (class sub-folders, mnist, cifar10, ...): "
@@ -66,28 +65,10 @@ def build_system(cfg: DictConfig, shape: tuple[int, ...], num_classes: int = 0) 
         if conditional:
             extra["num_classes"] = num_classes
         networks[argument] = instantiate(model[node], shape=list(shape), **extra)
-    trainer_only = {"sync_bn"}  # model keys the Trainer applies (it owns devices and DDP)
-    options = {k: v for k, v in model.items()
-               if k not in set(system_class.networks.values()) | trainer_only and not k.startswith("_")}
+    options = {k: v for k, v in model.items() if k not in set(system_class.networks.values()) and not k.startswith("_")}
     if conditional:
         options["num_classes"] = num_classes
-    options |= {k: cfg.trainer[k] for k in SYSTEM_TRAINER_KEYS if k in cfg.trainer}
     return system_class(**networks, loss=instantiate(cfg.loss), **options)
-
-
-def check_trainer(trainer: DictConfig) -> None:
-    for key in POSITIVE_TRAINER_KEYS:
-        value = trainer.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise UserError(f"trainer.{key}={value}: must be a positive integer")
-    for key in ("eval_every", "decay_start", "grad_clip"):
-        value = trainer.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-            raise UserError(f"trainer.{key}={value}: must be a non-negative number or null")
-    parse_amp(trainer.get("amp"))
-    resolve_device(trainer.get("device", "auto"))
-    if trainer.get("nan_policy", "stop") not in ("stop", "skip"):
-        raise UserError(f"trainer.nan_policy={trainer.get('nan_policy')}: use stop or skip")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -98,7 +79,6 @@ def check_config(cfg: DictConfig) -> None:
     if missing:
         hint = " (the folder that holds the data)" if missing[0] == "data.root" else ""
         raise UserError(f"{missing[0]} has no value: add {missing[0]}=...{hint} to the command line")
-    check_trainer(cfg.trainer)
     for net in ("generator", "discriminator"):
         lr = OmegaConf.select(cfg, f"optim.{net}.lr", default=None)
         if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
@@ -114,22 +94,20 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     resolved config, the groups chosen (when the caller knows them) and the gantrain version, so a run built
     here, from the CLI or not, can be sampled, evaluated and resumed."""
     check_config(cfg)
+    settings = trainer_settings(cfg.trainer)  # typed and range-checked before anything is built
     meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}, **(meta or {}),
             "gantrain_version": __version__}
     seed_everything(cfg.seed)
     data = build_data(cfg)
     system = build_system(cfg, data.shape, data.num_classes)
     check_data_fits(system, data, cfg)
-    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in SYSTEM_TRAINER_KEYS:
-        settings.pop(key, None)
     # only rank 0 evaluates under torchrun: the other ranks need no classifier or real statistics
-    evaluator = build_evaluator(cfg, data) if settings.get("eval_every") and distributed.is_main() else None
+    evaluator = build_evaluator(cfg, data) if settings.eval_every and distributed.is_main() else None
     return Trainer(
-        system, data,
+        system, data, settings,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
         make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed,
-        sync_bn=bool(cfg.model.get("sync_bn", False)), evaluator=evaluator, **settings,
+        evaluator=evaluator,
     )
 
 
@@ -148,7 +126,7 @@ def build_test_split(data_cfg: DictConfig) -> Data | None:
     return instantiate(test_cfg)
 
 
-def check_data_fits(system: torch.nn.Module, data: Data, cfg: DictConfig) -> None:
+def check_data_fits(system: System, data: Data, cfg: DictConfig) -> None:
     """A CycleGAN needs two domains (A, B) per batch, the plain GAN one: refuse the wrong pairing."""
     if set(system.batch_keys) == set(data.batch_keys):
         return
@@ -160,13 +138,15 @@ def check_data_fits(system: torch.nn.Module, data: Data, cfg: DictConfig) -> Non
                     f"experiment=cyclegan, or pick a single-domain data set")
 
 
-def system_from_checkpoint(state: dict, trust: bool = False) -> torch.nn.Module:
-    """Rebuild a trained system from a loaded checkpoint: its saved config, data shape and weights.
-    The config's targets are checked first (gantrain.trust): a checkpoint must not choose code to run."""
+def system_from_checkpoint(state: dict, trust: bool = False) -> System:
+    """Rebuild a trained system from a loaded checkpoint: its saved config (in today's layout), data shape
+    and weights. The config's targets are checked first (gantrain.trust): a checkpoint must not choose
+    code to run."""
     if "config" not in state or "data_shape" not in state:
         raise UserError(f"checkpoint {state.get('path')} has no saved config: it was not written by gantrain's Trainer")
-    check_saved_config(state["config"], f"checkpoint {state.get('path')}", trust)
-    system = build_system(OmegaConf.create(state["config"]), tuple(state["data_shape"]), state.get("num_classes", 0))
+    config = migrate_config(state["config"])
+    check_saved_config(config, f"checkpoint {state.get('path')}", trust)
+    system = build_system(OmegaConf.create(config), tuple(state["data_shape"]), state.get("num_classes", 0))
     for name, module in system.checkpoint_modules().items():
         try:
             module.load_state_dict(state[name])

@@ -14,7 +14,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gantrain import distributed
+from gantrain import distributed, trainer_config  # noqa: F401  (registers the trainer schema with Hydra)
+from gantrain.config_migration import migrate_config
 from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
 
 log = logging.getLogger("gantrain")
@@ -140,7 +141,7 @@ def resumed_config(cfg: DictConfig, saved: dict, saved_choices: dict) -> DictCon
     `gantrain trainer.resume=RUN trainer.max_steps=40` continues RUN as it was configured; choosing a
     different group option (model=..., data=...) would not fit the saved weights and is refused.
     """
-    merged = OmegaConf.create(saved)
+    merged = OmegaConf.create(migrate_config(saved))
     choices = HydraConfig.get().runtime.choices
     for o in user_overrides():
         key = o.key_or_group

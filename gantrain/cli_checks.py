@@ -9,6 +9,7 @@ multi-line errors into one line with the closest valid name. It keeps no list of
 import argparse
 import difflib
 import os
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -17,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from gantrain.config_migration import explain_moved_key
 from gantrain.errors import UserError
 
 
@@ -49,6 +51,9 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
     except HydraException as err:
         raise UserError(f"cannot read the command line: {first_line(err)}") from None
     overrides = [o for o in overrides if composable(o)]
+    for o in overrides:  # a key an earlier release had elsewhere (trainer.ema): name its new place
+        if moved := explain_moved_key(o.key_or_group):
+            raise UserError(moved)
     chosen = {o.key_or_group: values_of(o) for o in overrides}
     if "debug" in chosen.get("trainer", []) and set(chosen.get("debug", [])) - {"none"}:
         raise UserError("trainer=debug and debug=default say the same thing: drop one of them")
@@ -97,9 +102,15 @@ def compose_or_explain(config_name: str, line: list[str], overrides: list, loade
     try:
         return compose(config_name, overrides=line, return_hydra_config=True)
     except HydraException as err:
+        full_key = re.search(r"full_key: (\S+)", str(err))  # a key set by a config file (a preset of one's own)
+        if full_key and (moved := explain_moved_key(full_key.group(1))):
+            raise UserError(f"{moved} (in a config file of this command line)") from None
         hydra_lines = [x for x in line if x.lstrip("+~").startswith("hydra.")]  # search paths decide the groups
         explain_group_options(overrides, config_name, hydra_lines, loader)
         explain_unknown_keys(overrides, config_name, line, hydra_lines, loader)
+        merging = re.match(r"Error merging override (\S+)", first_line(err))
+        if merging and err.__cause__ is not None:  # a value of the wrong type for a typed key (trainer.*)
+            raise UserError(f"{merging.group(1)}: {first_line(err.__cause__)}") from None
         raise UserError(f"{first_line(err)} (overrides: {' '.join(line)})") from None
 
 
@@ -154,8 +165,10 @@ def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
 def check_values(cfg: DictConfig) -> None:
     """Values the run would only trip over later: sizes, steps and learning rates must be positive."""
     from gantrain.build import check_config
+    from gantrain.trainer_config import trainer_settings
 
     check_config(cfg)
+    trainer_settings(cfg.trainer)
 
 
 def check_output_dir(cfg: DictConfig) -> None:

@@ -101,7 +101,7 @@ class Replicas:
 
     def __init__(self, system: nn.Module, networks: list[nn.Module], device: torch.device, sync_bn: bool):
         if sync_bn and device.type != "cuda":
-            raise UserError("model.sync_bn=true needs CUDA devices (SyncBatchNorm has no CPU version): drop it")
+            raise UserError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm has no CPU version): drop it")
         self.slots = []  # (parent, key, raw module, DDP wrapper)
         targets = {id(m) for m in networks}
         for parent in [system, *system.children()]:

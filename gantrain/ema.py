@@ -57,7 +57,7 @@ class EMA(nn.Module):
         if not 0.0 < decay < 1.0:
             from gantrain.errors import UserError
 
-            raise UserError(f"trainer.ema={decay}: the decay must be between 0 and 1 (e.g. 0.999), or null")
+            raise UserError(f"model.ema={decay}: the decay must be between 0 and 1 (e.g. 0.999), or null")
         self.decay, self.start = float(decay), int(start)
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
         self.fresh = False  # the statistics are the averaged weights' own (not saved: a loaded EMA recomputes them)

@@ -37,6 +37,11 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
     npz_path, png_path = output_paths(run, out)
     state = load_checkpoint(run)
     system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
+    if system.translates:
+        raise UserError(f"{state['path']} holds a model that translates images rather than drawing them from noise: "
+                        f"gantrain-sample run={run} input=<folder of images> out=<folder> direction=AtoB")
+    if not system.draws_samples:
+        raise UserError(f"{state['path']} holds a {type(system).__name__}, which does not draw samples from noise")
     labels = class_labels(system, n, label)
     samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **({"labels": labels} if labels is not None else {}))
     if samples.ndim == 4:
@@ -54,7 +59,7 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
 
 def class_labels(system, n: int, label: int | None) -> torch.Tensor | None:
     """The classes to draw for a conditional model: all of one (`label=3`) or each in turn."""
-    classes = getattr(system, "num_classes", 0)
+    classes = system.num_classes
     if not classes:
         if label is not None:
             raise UserError(f"label={label}: this model is not conditional; drop label=")

@@ -1,7 +1,9 @@
 """The training loop: D and G updates, logging cadence, sampling, checkpoints and exact resume.
 
-The Trainer knows nothing about GAN variants: it asks the system for a D loss and a G loss, steps the
-two optimizers, and owns devices, AMP, the step counter and everything written to the run directory.
+The Trainer knows nothing about GAN variants: it relies only on the System contract (systems/base.py),
+asks the system for a D loss and a G loss, steps the two optimizers, and owns devices, AMP, DDP, the step
+counter and everything written to the run directory. Its settings are the typed cfg.trainer
+(trainer_config.TrainerConfig).
 """
 
 import contextlib
@@ -25,9 +27,10 @@ from gantrain.device import resolve_device
 from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
 from gantrain.loggers import NullLogger, RunLogger
 from gantrain.safety import DivergenceWatch, stop_on_signals
+from gantrain.systems.base import System
+from gantrain.trainer_config import TrainerConfig
 
 log = logging.getLogger(__name__)
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Meter:
@@ -52,14 +55,6 @@ class Meter:
         return means
 
 
-def parse_amp(amp) -> torch.dtype | None:
-    if amp in (False, None) or str(amp).lower() in ("false", "none", "no", "off", "fp32", "0"):
-        return None
-    if str(amp).lower() in AMP_DTYPES:
-        return AMP_DTYPES[str(amp).lower()]
-    raise UserError(f"trainer.amp={amp}: use false, bf16 or fp16")
-
-
 @contextlib.contextmanager
 def frozen(params: list[nn.Parameter]):
     """Parameters that need no gradient for this forward pass (D's weights during the G step)."""
@@ -70,25 +65,6 @@ def frozen(params: list[nn.Parameter]):
     finally:
         for p in params:
             p.requires_grad_(True)
-
-
-def trained_networks(system: nn.Module) -> list[nn.Module]:
-    """The system's networks that learn: its children (or their ModuleDict entries) with trainable weights."""
-    found = []
-    for child in system.children():
-        members = child.values() if isinstance(child, nn.ModuleDict) else child if isinstance(child, nn.ModuleList) else [child]
-        found += [m for m in members if any(p.requires_grad for p in m.parameters())]
-    return found
-
-
-PROGRESS_KEYS = {"loss/D": "loss_D %.4f", "loss/G": "loss_G %.4f", "loss/cycle": "cycle %.4f", "D(x)": "D(x) %.3f",
-                 "D(G(z))/before_D_step": "D(G(z)) %.3f", "D(G(z))/after_D_step": "/ %.3f", "perf/images_per_sec": "%.0f img/s"}
-
-
-def progress_line(values: dict) -> str:
-    """The log's progress line: the statistics this system reports, in a fixed order."""
-    line = "  ".join(fmt % values[key] for key, fmt in PROGRESS_KEYS.items() if key in values)
-    return line.replace("  / ", " / ")  # D(G(z)) before / after the D step read as one pair
 
 
 def make_optimizer(factory: Callable, params: list[nn.Parameter], fused: bool) -> torch.optim.Optimizer:
@@ -103,51 +79,39 @@ class Trainer:
     """Alternates `n_critic` D updates with one G update for `max_steps` steps (a step = one G update)."""
 
     def __init__(
-        self, system: nn.Module, data: Data, make_opt_g: Callable, make_opt_d: Callable, make_logger: Callable,
-        run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None, seed: int = 0,
-        max_steps: int = 1000, batch_size: int = 64, n_critic: int = 1, device: str = "auto", amp: bool | str = False,
-        log_every: int = 50, sample_every: int = 500, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
-        grid_size: int = 64, grad_clip: float | None = None, progress: bool = True, resume: str | None = None,
-        decay_start: int | None = None, evaluator: Callable | None = None, eval_every: int | None = None,
-        best_metric: str = "fid", nan_policy: str = "stop", channels_last: bool = False, compile: bool = False,
-        cudnn_benchmark: bool = True, fused: bool | str = "auto", sync_bn: bool = False,
+        self, system: System, data: Data, settings: TrainerConfig, make_opt_g: Callable, make_opt_d: Callable,
+        make_logger: Callable, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None,
+        seed: int = 0, evaluator: Callable | None = None,
     ):
-        self.system, self.data, self.run_dir = system, data, Path(run_dir)
-        self.meta, self.hparams, self.seed = meta or {}, hparams or {}, seed
-        self.max_steps, self.batch_size, self.n_critic = max_steps, batch_size, n_critic
-        self.log_every, self.sample_every, self.checkpoint_every = log_every, sample_every, checkpoint_every
-        self.keep_checkpoints, self.grid_size, self.grad_clip = keep_checkpoints, grid_size, grad_clip
-        self.progress, self.resume = progress, resume
-        self.decay_start = decay_start
-        self.evaluator, self.eval_every, self.best_metric = evaluator, eval_every, best_metric
+        self.system, self.data, self.settings, self.run_dir = system, data, settings, Path(run_dir)
+        self.meta, self.hparams, self.seed, self.evaluator = meta or {}, hparams or {}, seed, evaluator
         self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
-        if nan_policy not in ("stop", "skip"):
-            raise UserError(f"trainer.nan_policy={nan_policy}: use stop or skip")
-        self.nan_policy, self.skipped = nan_policy, 0
+        self.skipped = 0
         self.saved_step, self.saved_path = -1, None
         self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.device = distributed.device_for_rank(resolve_device(device))
-        self.amp_dtype = parse_amp(amp)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.device = distributed.device_for_rank(resolve_device(settings.device))
+        self.amp_dtype = settings.amp_dtype
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.system.to(self.device, memory_format=self.memory_format)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = cudnn_benchmark  # picks the fastest conv kernels for fixed shapes
-        if compile:
-            for network in trained_networks(self.system):
+            torch.backends.cudnn.benchmark = settings.cudnn_benchmark  # the fastest conv kernels for fixed shapes
+        if settings.compile:
+            for network in system.trained_networks():
                 network.compile()  # in place: state_dict keys (and so checkpoints) stay as they are
         self.replicas = None
         if self.world > 1:  # DDP: same start everywhere (rank 0's weights), a different noise stream per rank
-            self.replicas = distributed.Replicas(system, trained_networks(system), self.device, sync_bn)
+            self.replicas = distributed.Replicas(system, system.trained_networks(), self.device, settings.sync_bn)
             torch.manual_seed(seed + 1_000_003 * self.rank)
         self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
-        use_fused = self.device.type == "cuda" if fused == "auto" else bool(fused)
+        fused = settings.fused
+        use_fused = self.device.type == "cuda" if str(fused).lower() == "auto" else bool(fused)
         self.opt_g, self.opt_d = make_optimizer(make_opt_g, self.g_params, use_fused), make_optimizer(make_opt_d, self.d_params, use_fused)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         shard = {"rank": self.rank, "world": self.world} if self.world > 1 else {}
-        self.batches = data.batches(batch_size, seed, self.device, **shard)
-        self.fixed = system.fixed_inputs(grid_size, seed, data)
+        self.batches = data.batches(settings.batch_size, seed, self.device, **shard)
+        self.fixed = system.fixed_inputs(settings.grid_size, seed, data)
         self.step = 0
         self.meter = Meter()
         self.make_logger = make_logger
@@ -157,11 +121,11 @@ class Trainer:
     def fit(self) -> None:
         """Train to max_steps: update D (n_critic times), update G, then log, sample, evaluate, checkpoint."""
         self.begin()
-        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=None if self.progress else True)  # None: a bar on terminals, none in log files
+        bar = tqdm(total=self.settings.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=None if self.settings.progress else True)  # None: a bar on terminals, none in log files
         try:
             with logging_redirect_tqdm(), stop_on_signals() as stop:
-                while self.step < self.max_steps and not distributed.anyone(stop.signum is not None):
+                while self.step < self.settings.max_steps and not distributed.anyone(stop.signum is not None):
                     self.train_step()
                     bar.update(1)
                     self.periodic(bar)
@@ -170,23 +134,23 @@ class Trainer:
             raise
         finally:
             bar.close()
-        if self.step < self.max_steps:  # a stop request, here or on another rank
+        if self.step < self.settings.max_steps:  # a stop request, here or on another rank
             self.interrupt(stop.signum or signal.SIGTERM)
         self.finish()
 
     def begin(self) -> None:
         """Resume (or start), open the logger, show the real data once."""
-        start = self.load(self.resume) if self.resume else 0
+        start = self.load(self.settings.resume) if self.settings.resume else 0
         self.watch = DivergenceWatch(self.device, start)
         if self.main:  # rank 0 writes the run directory; the other ranks only train
-            self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.resume else None)  # steps <= start stay
+            self.logger = self.make_logger(run_dir=self.run_dir, purge_step=start + 1 if self.settings.resume else None)  # steps <= start stay
         else:
             self.logger = NullLogger()
         if start == 0:
-            self.logger.grid("real", self.data.preview(self.grid_size, self.seed), 0)
+            self.logger.grid("real", self.data.preview(self.settings.grid_size, self.seed), 0)
             self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0})
-        if start >= self.max_steps:
-            log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.max_steps)
+        if start >= self.settings.max_steps:
+            log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.settings.max_steps)
         self.clock, self.images = time.perf_counter(), 0
         self.began, self.eval_seconds = self.clock, 0.0  # evaluation's share of the wall time is logged
 
@@ -194,11 +158,11 @@ class Trainer:
         """n_critic D updates, then one G update through the just-updated D (whose weights stay frozen)."""
         self.set_learning_rates()
         self.system.step = self.step  # lazy penalties and EMA start follow the step count
-        measure = (self.step + 1) % self.log_every == 0
-        for i in range(self.n_critic):
+        measure = (self.step + 1) % self.settings.log_every == 0
+        for i in range(self.settings.n_critic):
             batch = self.to_memory_format(next(self.batches))
             # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
-            with self.no_sync(self.g_params) if i < self.n_critic - 1 else contextlib.nullcontext():
+            with self.no_sync(self.g_params) if i < self.settings.n_critic - 1 else contextlib.nullcontext():
                 self.meter.add(self.update(self.opt_d, self.scaler_d, self.system.d_loss, batch, self.d_params, "D", measure))
             self.system.after_d_step()
         with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce
@@ -207,7 +171,7 @@ class Trainer:
         self.step += 1
         self.watch.advance()
         self.system.after_g_step(self.step)
-        self.images += self.batch_size * self.n_critic * self.world  # all ranks together
+        self.images += self.settings.batch_size * self.settings.n_critic * self.world  # all ranks together
 
     @property
     def main(self) -> bool:
@@ -226,13 +190,13 @@ class Trainer:
         return {k: v.contiguous(memory_format=self.memory_format) if v.ndim == 4 else v for k, v in batch.items()}
 
     def periodic(self, bar) -> None:
-        if self.step % self.log_every == 0:
+        if self.step % self.settings.log_every == 0:
             self.log_scalars(bar)
-        if self.step % self.sample_every == 0:
+        if self.step % self.settings.sample_every == 0:
             self.sample()
-        if self.eval_every and self.step % self.eval_every == 0:
+        if self.settings.eval_every and self.step % self.settings.eval_every == 0:
             self.evaluate()
-        if self.step % self.checkpoint_every == 0:
+        if self.step % self.settings.checkpoint_every == 0:
             self.save()
 
     def update(self, opt, scaler, loss_fn, batch, params, name: str, measure: bool, frozen_params=()) -> dict[str, Tensor]:
@@ -245,8 +209,8 @@ class Trainer:
             loss, stats = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        skip_bad = self.nan_policy == "skip"
-        if measure or self.grad_clip or skip_bad:
+        skip_bad = self.settings.nan_policy == "skip"
+        if measure or self.settings.grad_clip or skip_bad:
             scaler.unscale_(opt)
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
@@ -255,8 +219,8 @@ class Trainer:
                 scaler.update()
                 self.skipped += 1
                 return {}
-            if self.grad_clip:
-                torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, norm)
+            if self.settings.grad_clip:
+                torch.nn.utils.clip_grads_with_norm_(params, self.settings.grad_clip, norm)
             if measure:
                 stats[f"grad_norm/{name}"] = norm.detach()
         if not skip_bad:
@@ -267,10 +231,10 @@ class Trainer:
 
     def set_learning_rates(self) -> None:
         """Constant learning rates, then (with trainer.decay_start) a linear decay to zero at max_steps."""
-        if self.decay_start is None:
+        if self.settings.decay_start is None:
             return
-        span = max(self.max_steps - self.decay_start, 1)
-        factor = min(1.0, max(0.0, (self.max_steps - self.step) / span))
+        span = max(self.settings.max_steps - self.settings.decay_start, 1)
+        factor = min(1.0, max(0.0, (self.settings.max_steps - self.step) / span))
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -291,12 +255,12 @@ class Trainer:
                             | {"perf/eval_seconds": seconds, "perf/eval_share": share}, self.step)
         log.info("step %d: %s (%.1f s, %.0f%% of the run so far)", self.step,
                  "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds, 100 * share)
-        value = values.get(self.best_metric)
+        value = values.get(self.settings.best_metric)
         if value is None:
             return
-        higher = self.best_metric in getattr(self.evaluator, "higher_is_better", ())
+        higher = self.settings.best_metric in getattr(self.evaluator, "higher_is_better", ())
         if not self.best or (value > self.best["value"] if higher else value < self.best["value"]):
-            self.best = {"metric": self.best_metric, "value": float(value), "step": self.step}
+            self.best = {"metric": self.settings.best_metric, "value": float(value), "step": self.step}
             with self.stop_when_disk_full():
                 save_best(self.state_dict(), self.run_dir / "checkpoints")
 
@@ -306,7 +270,7 @@ class Trainer:
         self.check_finite()
         now = time.perf_counter()
         values["perf/images_per_sec"] = self.images / max(now - self.clock, 1e-9)
-        if self.nan_policy == "skip":
+        if self.settings.nan_policy == "skip":
             values["perf/skipped_updates"] = self.skipped
         values["lr/G"], values["lr/D"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
         self.logger.scalars(values, self.step)
@@ -315,26 +279,32 @@ class Trainer:
         self.last_values = values
         self.clock, self.images = now, 0
 
+    def progress_line(self) -> str:
+        """The system's statistics of the last logging interval, then the training speed."""
+        values = getattr(self, "last_values", {})
+        speed = f"{values['perf/images_per_sec']:.0f} img/s" if "perf/images_per_sec" in values else ""
+        return "  ".join(part for part in (self.system.progress(values), speed) if part)
+
     def sample(self) -> None:
         self.check_finite()  # a diverged generator's grid would only show noise
         if not self.main:
             return
         with self.unwrapped():
             self.logger.grid("samples", self.system.preview(self.fixed), self.step)
-        log.info("step %d/%d  %s", self.step, self.max_steps, progress_line(getattr(self, "last_values", {})))
+        log.info("step %d/%d  %s", self.step, self.settings.max_steps, self.progress_line())
 
     def finish(self) -> None:
         """Last grid and checkpoint (unless this step already has them), final.png and progress.gif."""
-        if self.logger.last_grid is None or self.step % self.sample_every:
+        if self.logger.last_grid is None or self.step % self.settings.sample_every:
             self.sample()
-        if self.eval_every and self.step % self.eval_every:
+        if self.settings.eval_every and self.step % self.settings.eval_every:
             self.evaluate()
         if self.saved_step != self.step:
             self.save()
         self.logger.finish()
         if self.world > 1:
             with self.unwrapped():
-                agree = distributed.weights_agree(trained_networks(self.system))
+                agree = distributed.weights_agree(self.system.trained_networks())
             log.info("weights %s on %d ranks", "identical" if agree else "DIFFER", self.world)
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
                  self.run_dir / "checkpoints" / "last.pt")
@@ -345,12 +315,12 @@ class Trainer:
             self.save()
         self.logger.close()
         name = signal.Signals(signum).name
-        raise Interrupted(f"stopped by {name} at step {self.step}/{self.max_steps}; checkpoint written. "
+        raise Interrupted(f"stopped by {name} at step {self.step}/{self.settings.max_steps}; checkpoint written. "
                           f"Resume with: gantrain trainer.resume={self.run_dir}", signum)
 
     def check_finite(self) -> None:
         """Stop the run (keeping the last good checkpoint) once a loss has been NaN or infinite."""
-        if self.nan_policy == "skip":
+        if self.settings.nan_policy == "skip":
             return
         bad = self.watch.first_bad_step()
         if bad is None:
@@ -384,7 +354,7 @@ class Trainer:
         path = self.run_dir / "checkpoints" / f"step_{self.step:07d}.pt"
         if self.main:
             with self.stop_when_disk_full():
-                path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.keep_checkpoints)
+                path = save_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.step, self.settings.keep_checkpoints)
         self.saved_path = path
         self.saved_step = self.step
         return self.saved_path

@@ -33,7 +33,7 @@ def translate_folder(run: str, source: str, out: str | None, direction: str, bat
         raise UserError(f"direction={direction}: use AtoB or BtoA")
     state = load_checkpoint(run)
     system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
-    if not hasattr(system, "translate"):
+    if not system.translates:
         raise UserError(f"input= translates images with a CycleGAN run; {state['path']} holds a model that draws "
                         f"from noise: drop input= and direction=")
     channels, size = state["data_shape"][0], state["data_shape"][-1]

@@ -4,7 +4,7 @@ Usage: python scripts/ema_bn_study.py [--seeds 0 1 2] [--steps 1300] [--data /wo
            [--out outputs/ema_bn_study] [--samples 10000] [--standing 1000 2000 10000] [--doc docs/ema_bn_study.md]
 
 Each seed trains one run in-process, as `gantrain experiment=cs231n_dcgan data.root=DATA trainer.max_steps=STEPS
-trainer.amp=bf16 trainer.channels_last=true trainer.ema=0.999 trainer.ema_start=300 seed=SEED` would, and
+trainer.amp=bf16 trainer.channels_last=true model.ema=0.999 model.ema_start=300 seed=SEED` would, and
 scores variants of its final weights with gantrain's Evaluator (FID, KID, precision/recall on the features
 of the MNIST classifier):
   G                      the raw generator, its own running statistics
@@ -64,8 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def compose_run(args: argparse.Namespace, seed: int):
     overrides = ["experiment=cs231n_dcgan", f"data.root={args.data}", f"trainer.max_steps={args.steps}",
-                 "trainer.amp=bf16", "trainer.channels_last=true", "trainer.ema=0.999",
-                 f"trainer.ema_start={args.ema_start}", f"seed={seed}", "trainer.progress=false", *args.overrides]
+                 "trainer.amp=bf16", "trainer.channels_last=true", "model.ema=0.999",
+                 f"model.ema_start={args.ema_start}", f"seed={seed}", "trainer.progress=false", *args.overrides]
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         return compose("config", overrides=overrides), overrides
 

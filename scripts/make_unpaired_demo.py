@@ -3,7 +3,7 @@
 
     python scripts/make_unpaired_demo.py --mnist ../shared/data --out data/mnist2inverted
     gantrain experiment=cyclegan data.root=data/mnist2inverted data.image_size=32 data.channels=1 \\
-        model.n_blocks=6 model.generator.width=32 model.discriminator.width=32 \\
+        model.generator.n_blocks=6 model.generator.width=32 model.discriminator.width=32 \\
         trainer.batch_size=4 trainer.max_steps=600 trainer.decay_start=300 trainer.sample_every=200
 """
 

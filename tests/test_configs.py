@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import compose_config, make_image_tree, make_mnist, make_unpaired
-from gantrain.build import build_data, build_system, build_trainer, check_trainer
+from gantrain.build import build_data, build_system, build_trainer
 
 CONFIGS = Path(str(files("gantrain.configs")))
 
@@ -121,9 +121,8 @@ def test_optim_lr_sets_both_networks():
 @pytest.mark.parametrize("name", options("trainer"))
 def test_every_trainer_config_builds(name, tmp_path):
     cfg = compose_config(f"trainer={name}")
-    check_trainer(cfg.trainer)
     trainer = build_trainer(cfg, tmp_path)
-    assert trainer.step == 0 and trainer.max_steps == cfg.trainer.max_steps
+    assert trainer.step == 0 and trainer.settings.max_steps == cfg.trainer.max_steps
 
 
 @pytest.mark.parametrize("name", options("logger"))

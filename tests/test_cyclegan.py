@@ -20,7 +20,7 @@ from gantrain.errors import UserError
 from gantrain.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from gantrain.systems.cyclegan import ImagePool
 
-SMALL = ["experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36", "model.n_blocks=1",
+SMALL = ["experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36", "model.generator.n_blocks=1",
          "model.generator.width=8", "model.discriminator.width=8", "trainer.batch_size=4"]
 
 

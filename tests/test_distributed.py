@@ -52,6 +52,6 @@ def test_ranks_train_on_disjoint_shards():
 
 
 def test_sync_bn_on_cpu_is_refused_in_one_line(tmp_path):
-    proc = torchrun(tmp_path, 2, *TINY, "model.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = torchrun(tmp_path, 2, *TINY, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
-    assert "gantrain: error: model.sync_bn=true needs CUDA devices" in proc.stderr
+    assert "gantrain: error: trainer.sync_bn=true needs CUDA devices" in proc.stderr

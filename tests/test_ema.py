@@ -103,8 +103,8 @@ def test_a_network_without_batch_norm_is_unaffected():
 
 
 def train(run_dir, *overrides):
-    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.ema=0.9",
-                         "trainer.ema_start=1", *overrides)
+    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=0.9",
+                         "model.ema_start=1", *overrides)
     trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}})
     trainer.fit()
     return trainer.system

@@ -84,7 +84,7 @@ def test_weight_clipping_bounds_every_critic_parameter(tmp_path):
                          "model.discriminator.width=8", "trainer.max_steps=3", "optim.lr=0.5")  # steps far beyond 0.01
     trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
     trainer.fit()
-    assert trainer.n_critic == 5
+    assert trainer.settings.n_critic == 5
     for p in trainer.system.D.parameters():
         assert p.abs().max() <= 0.01 + 1e-9
     assert not all(p.abs().max() <= 0.01 for p in trainer.system.G.parameters())  # G is not clipped
@@ -107,14 +107,14 @@ def test_ema_copies_then_averages():
 
 
 def test_ema_is_used_for_samples_and_checkpointed(tmp_path, monkeypatch):
-    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.ema=0.5")
+    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=0.5")
     trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
     trainer.fit()
     system = trainer.system
     assert system.ema is not None
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert "ema" in state and any(k.startswith("network.") for k in state["ema"])
-    z = system.fixed_inputs(4, 0)
+    z = system.fixed_inputs(4, 0, trainer.data)
     with torch.no_grad():
         system.ema.network.main[-2].weight.zero_()  # the EMA generator now draws a constant image
     assert system.preview(z).std() < 1e-6
@@ -150,7 +150,7 @@ def test_translation_shifts_in_zeros_and_cutout_masks_a_quarter():
 
 
 def test_diffaugment_reaches_d_for_real_and_fake():
-    system = system_for("trainer.diffaugment=cutout")
+    system = system_for("model.diffaugment=cutout")
     inputs = []
     system.D.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
     system.d_loss({"real": torch.ones(4, 1, 32, 32)})
@@ -173,7 +173,7 @@ def test_conditional_models_take_labels(model):
     loss.backward()
     g_loss, _ = system.g_loss(batch(4, 10, shape))
     assert torch.isfinite(g_loss) and system.num_classes == 10
-    fixed = system.fixed_inputs(64, 0)
+    fixed = system.fixed_inputs(64, 0, None)  # the GAN draws its own inputs; only CycleGAN shows real data
     assert fixed["labels"].tolist() == [c for c in range(10) for _ in range(8)]  # one class per grid row
     assert system.preview(fixed).shape == (80, *shape)
 

@@ -133,7 +133,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
 }
-CYCLEGAN_SMALL = {"data.image_size": "32", "model.n_blocks": "2", "model.generator.width": "8",
+CYCLEGAN_SMALL = {"data.image_size": "32", "model.generator.n_blocks": "2", "model.generator.width": "8",
                   "model.discriminator.width": "8"}
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
@@ -198,7 +198,7 @@ def debug_shrinks_cyclegan() -> bool:
         from conftest import compose_config
 
         cfg = compose_config("experiment=cyclegan", "data.root=x", "trainer=debug")
-        _SHRINKS.append(cfg.data.image_size <= 64 and cfg.model.n_blocks <= 2)
+        _SHRINKS.append(cfg.data.image_size <= 64 and cfg.model.generator.n_blocks <= 2)
     return _SHRINKS[0]
 
 

@@ -34,6 +34,10 @@ class Data:
         """n samples chosen at random, in the model's range, for the 'real' grid."""
         raise NotImplementedError
 
+    def fixed_batch(self, n: int, seed: int = 0) -> dict[str, Tensor]:
+        """n examples under the batch keys, chosen once for a run's fixed grids (a system may show them)."""
+        return {"real": self.preview(n, seed)}
+
     def _check_batch_size(self, batch_size: int) -> None:
         """batch_size: of all ranks together."""
         if batch_size > len(self):

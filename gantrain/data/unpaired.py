@@ -56,8 +56,8 @@ class UnpairedData(Data):
         b = self.b[torch.randperm(len(self.b), generator=g)[:n // 2]]
         return self.centre(torch.cat([a, b]))
 
-    def fixed_pairs(self, n: int) -> dict[str, Tensor]:
-        """n images of each domain for the translation grids: the test split's when there is one."""
+    def fixed_batch(self, n: int, seed: int = 0) -> dict[str, Tensor]:
+        """n images of each domain for the translation grids: the test split's first ones when there is one."""
         a, b = self.test if self.test is not None else (self.a, self.b)
         pick = lambda x: x[torch.arange(n) % len(x)]  # noqa: E731  (repeats when a domain has fewer than n)
         return {"A": self.centre(pick(a)), "B": self.centre(pick(b))}

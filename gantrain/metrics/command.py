@@ -88,7 +88,7 @@ def score_run(cfg: DictConfig) -> tuple[dict, str]:
     for key, value in cfg.data.items():
         if value is not None:
             saved[key] = value
-    metrics = list(cfg.metrics) + (["accuracy"] if getattr(system, "num_classes", 0) else [])
+    metrics = list(cfg.metrics) + (["accuracy"] if system.conditional else [])
     real = build(saved)
     evaluator = Evaluator(real, metrics, test_data=build_test_split(saved) if "tstr" in metrics else None,
                           **evaluator_settings(cfg))

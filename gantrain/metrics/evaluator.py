@@ -129,7 +129,10 @@ class Evaluator:
     # ---------------------------------------------------------------- scoring
     def __call__(self, system, step: int | None = None) -> Scores:
         """Generate num_samples images (EMA generator when present), in batches without autograd, and score them."""
-        classes = getattr(system, "num_classes", 0)
+        if not system.draws_samples:
+            raise UserError(f"the metrics score generated samples; a {type(system).__name__} does not draw them from "
+                            f"noise (translate a folder with gantrain-sample, then gantrain-eval real=... fake=<folder>)")
+        classes = system.num_classes
         labels = torch.arange(self.num_samples) % classes if classes else None
         kwargs = {"labels": labels} if labels is not None else {}
         fake = system.sample(self.num_samples, self.batch_size, torch.Generator().manual_seed(self.seed + 1), **kwargs)

@@ -41,7 +41,7 @@ class ResnetGenerator(nn.Module):
             raise UserError(f"CycleGAN's generator halves the image twice: data.image_size={height} must be a "
                             f"multiple of 4 (e.g. 256, 128, 32)")
         if n_blocks < 1:
-            raise UserError(f"model.n_blocks={n_blocks}: use 9 (256x256 images) or 6 (128x128 and smaller)")
+            raise UserError(f"n_blocks={n_blocks}: use 9 (256x256 images) or 6 (128x128 and smaller)")
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, width, 7), norm_layer(norm, width), nn.ReLU(True)]
         for mult in (1, 2):  # downsample
             layers += [nn.Conv2d(width * mult, width * mult * 2, 3, stride=2, padding=1),

@@ -13,9 +13,7 @@ from torch import Tensor, nn
 
 from gantrain.errors import UserError
 from gantrain.losses import GANLoss
-
-Batch = dict[str, Tensor]
-Stats = dict[str, Tensor]
+from gantrain.systems.base import Batch, Stats, System
 
 
 class ImagePool(nn.Module):
@@ -69,24 +67,20 @@ class ImagePool(nn.Module):
         return super()._apply(fn, recurse)
 
 
-class CycleGAN(nn.Module):
+class CycleGAN(System):
     """Networks by domain: D_A judges images of domain A (real A against G_BA(B)), D_B those of B."""
 
     networks = {"generator_ab": "generator", "generator_ba": "generator",
                 "discriminator_a": "discriminator", "discriminator_b": "discriminator"}
     batch_keys = ("A", "B")
-    num_classes = 0
+    translates = True
 
     def __init__(
         self, generator_ab: nn.Module, generator_ba: nn.Module, discriminator_a: nn.Module, discriminator_b: nn.Module,
         loss: GANLoss, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, adversarial_weight: float = 2.0,
-        pool_size: int = 50, n_blocks: int = 9, ema: float | None = None, ema_start: int = 0,
-        diffaugment: str | None = None,
+        pool_size: int = 50,
     ):
         super().__init__()
-        for option, value in (("trainer.ema", ema), ("trainer.diffaugment", diffaugment)):
-            if value:
-                raise UserError(f"{option}={value} is for the plain GAN models; CycleGAN does not use it: drop it")
         if lambda_cycle < 0 or lambda_identity < 0:
             raise UserError(f"model.lambda_cycle={lambda_cycle}, model.lambda_identity={lambda_identity}: weights "
                             f"must be >= 0 (0 disables a term)")
@@ -95,11 +89,6 @@ class CycleGAN(nn.Module):
         self.pools = nn.ModuleDict({"a": ImagePool(pool_size), "b": ImagePool(pool_size)})
         self.loss, self.lambda_cycle, self.lambda_identity = loss, lambda_cycle, lambda_identity
         self.adversarial_weight = adversarial_weight  # 2 x LSGAN's 0.5 E[(D-1)^2] = the original's MSE
-        self.step = 0
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.G.parameters()).device
 
     def d_loss(self, batch: Batch) -> tuple[Tensor, Stats]:
         """Each discriminator on its real domain against pooled fakes of the last G step."""
@@ -134,18 +123,14 @@ class CycleGAN(nn.Module):
         self.pools["b"].query(fake_b)
         return loss, stats
 
-    def after_d_step(self) -> None:
-        pass
-
-    def after_g_step(self, step: int) -> None:
-        pass
+    def progress(self, values: dict[str, float]) -> str:
+        line = super().progress(values)
+        return line + (f"  cycle {values['loss/cycle']:.4f}" if "loss/cycle" in values else "")
 
     # ---------------------------------------------------------------- grids and translation
-    def fixed_inputs(self, n: int, seed: int, data=None) -> dict[str, Tensor]:
+    def fixed_inputs(self, n: int, seed: int, data) -> dict[str, Tensor]:
         """8 images per domain (the test split's when there is one), kept in the checkpoint."""
-        if data is None or not hasattr(data, "fixed_pairs"):
-            raise UserError("CycleGAN trains on two image domains: use data=unpaired data.root=<folder with trainA/, trainB/>")
-        return data.fixed_pairs(8)
+        return data.fixed_batch(8, seed)
 
     @torch.no_grad()
     def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
@@ -166,10 +151,6 @@ class CycleGAN(nn.Module):
         rec_a, rec_b = self.translate(fake_b, "BtoA"), self.translate(fake_a, "AtoB")
         return torch.cat([real_a, fake_b, rec_a, real_b, fake_a, rec_b]).float()
 
-    def sample(self, *args, **kwargs) -> Tensor:
-        raise UserError("CycleGAN translates images rather than drawing them from noise: gantrain-sample run=<run> "
-                        "input=<folder of images> out=<folder> direction=AtoB")
-
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         return {"generator": self.G, "discriminator": self.D, "pools": self.pools}
 
@@ -178,3 +159,6 @@ class CycleGAN(nn.Module):
 
     def d_parameters(self):
         return self.D.parameters()
+
+    def trained_networks(self) -> list[nn.Module]:
+        return [*self.G.values(), *self.D.values()]

@@ -8,13 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from gantrain.augment import diff_augment, parse_policy
-from gantrain.data.batches import Batch
 from gantrain.ema import EMA
 from gantrain.errors import UserError
 from gantrain.losses import GANLoss
 from gantrain.penalties import gradient_penalty, r1_penalty
-
-Stats = dict[str, Tensor]  # detached scalars, read by the Trainer only at the logging interval
+from gantrain.systems.base import Batch, Stats, System
 SPECTRAL_NORM_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
@@ -30,18 +28,19 @@ def has_batch_norm(network: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
 
 
-class GAN(nn.Module):
+class GAN(System):
     """G maps noise z (B, z_dim) (and labels) to samples; D maps samples (and labels) to logits (B,)."""
 
     networks = {"generator": "generator", "discriminator": "discriminator"}  # argument -> cfg.model node
     batch_keys = ("real",)  # what it trains on: one image domain (and labels, when conditional)
+    draws_samples = True
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal",
         conditional: bool = False, num_classes: int = 0, spectral_norm: bool = False,
         ema: float | None = None, ema_start: int = 0, diffaugment: str | None = None,
     ):
-        super().__init__()
+        super().__init__(num_classes if conditional else 0)
         if z_dist not in ("normal", "uniform"):
             raise UserError(f"model.z_dist={z_dist}: use normal (N(0, 1)) or uniform (U[-1, 1])")
         if z_dim <= 0:
@@ -52,15 +51,11 @@ class GAN(nn.Module):
         self.G = generator
         self.D = add_spectral_norm(discriminator) if spectral_norm else discriminator
         self.loss, self.z_dim, self.z_dist = loss, z_dim, z_dist
-        self.num_classes = num_classes if conditional else 0
         self.ema = EMA(generator, ema, ema_start) if ema else None
         self.augment = parse_policy(diffaugment)
-        self.step = 0  # set by the Trainer before each step: lazy R1 and the EMA start follow it
-        self._fake: tuple[Tensor, Tensor | None] | None = None  # G(z) of the last D step, reused by G's step
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.G.parameters()).device
+        # G(z) of the step's last d_loss, with its graph: g_loss follows it on the same batch (System's call
+        # order), so G's update backpropagates through the same fakes D just judged, without a second forward
+        self._fake: tuple[Tensor, Tensor | None] | None = None
 
     # ---------------------------------------------------------------- inputs
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> Tensor:
@@ -120,7 +115,7 @@ class GAN(nn.Module):
         loss = self.loss.g(fake_logits.float())
         return loss, {"loss/G": loss.detach(), "D(G(z))/after_D_step": self.loss.output(fake_logits.detach().float()).mean()}
 
-    # ---------------------------------------------------------------- hooks the Trainer calls
+    # ---------------------------------------------------------------- hooks and the progress line
     @torch.no_grad()
     def after_d_step(self) -> None:
         """WGAN's weight clipping: every critic parameter back into [-clip, clip]."""
@@ -132,8 +127,19 @@ class GAN(nn.Module):
         if self.ema is not None:
             self.ema.update(self.G, step)
 
+    def progress(self, values: dict[str, float]) -> str:
+        """loss_D, loss_G, D(x), then D(G(z)) before / after the D step."""
+        line = super().progress(values)
+        if "D(x)" in values:
+            line += f"  D(x) {values['D(x)']:.3f}"
+        if "D(G(z))/before_D_step" in values:
+            line += f"  D(G(z)) {values['D(G(z))/before_D_step']:.3f}"
+            if "D(G(z))/after_D_step" in values:
+                line += f" / {values['D(G(z))/after_D_step']:.3f}"
+        return line
+
     # ---------------------------------------------------------------- sampling
-    def fixed_inputs(self, n: int, seed: int, data=None) -> dict[str, Tensor]:
+    def fixed_inputs(self, n: int, seed: int, data) -> dict[str, Tensor]:
         """The grids' inputs, drawn once per run and kept in the checkpoint: for a conditional model,
         8 per class so that each row of the 8-wide grid is one class."""
         g = torch.Generator().manual_seed(seed)
@@ -193,3 +199,6 @@ class GAN(nn.Module):
 
     def d_parameters(self):
         return self.D.parameters()
+
+    def trained_networks(self) -> list[nn.Module]:
+        return [self.G, self.D]

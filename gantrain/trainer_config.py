@@ -1,0 +1,91 @@
+"""The trainer group's schema: a typed structured config, checked by OmegaConf when Hydra composes it.
+
+configs/trainer/default.yaml starts from this schema (`defaults: [schema, _self_]`), so a value of the
+wrong type (`trainer.max_steps=abc`) or a key the Trainer does not have is refused at composition with
+the key named; the ranges OmegaConf cannot express are checked when the settings object is made.
+"""
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gantrain.config_migration import explain_moved_key
+from gantrain.device import resolve_device
+from gantrain.errors import UserError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainerConfig:
+    """What the Trainer does with a system: the loop's length and cadence, devices and speed options."""
+
+    max_steps: int = 1200  # steps of the run (a step = n_critic D updates + one G update)
+    batch_size: int = 64
+    n_critic: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    amp: Any = False  # false | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = True
+    fused: Any = "auto"  # auto | true | false
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over all processes
+    log_every: int = 50
+    sample_every: int = 200
+    checkpoint_every: int = 600
+    keep_checkpoints: int = 3
+    grid_size: int = 64
+    grad_clip: Optional[float] = None
+    progress: bool = True
+    resume: Optional[str] = None
+    decay_start: Optional[int] = None
+    eval_every: Optional[int] = None
+    best_metric: str = "fid"
+    nan_policy: str = "stop"  # stop | skip
+
+    def __post_init__(self):
+        for key in ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
+                    "grid_size", "keep_checkpoints"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer")
+        for key in ("eval_every", "decay_start", "grad_clip"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a non-negative number or null")
+        if self.nan_policy not in ("stop", "skip"):
+            raise UserError(f"trainer.nan_policy={self.nan_policy}: use stop or skip")
+        parse_amp(self.amp)
+        resolve_device(self.device)
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return parse_amp(self.amp)
+
+
+def parse_amp(amp) -> torch.dtype | None:
+    if amp in (False, None) or str(amp).lower() in ("false", "none", "no", "off", "fp32", "0"):
+        return None
+    if str(amp).lower() in AMP_DTYPES:
+        return AMP_DTYPES[str(amp).lower()]
+    raise UserError(f"trainer.amp={amp}: use false, bf16 or fp16")
+
+
+def trainer_settings(node: DictConfig | dict | None = None, **overrides) -> TrainerConfig:
+    """cfg.trainer (a composed node, or a plain dict from a saved run) as a checked TrainerConfig."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainerConfig), node or {}, overrides)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = f"trainer.{err.key}" if getattr(err, "key", None) else "trainer"
+        moved = explain_moved_key(key)
+        raise UserError(moved or f"{key}: {str(err).splitlines()[0]}") from None
+
+
+def default_settings() -> dict:
+    return {f.name: f.default for f in fields(TrainerConfig)}
+
+
+ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
