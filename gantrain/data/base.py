@@ -18,6 +18,7 @@ class Data:
     num_classes: int  # 0 when the set has no labels
     root: str | None = None  # where the files are (caches go beside them), None for bundled data
     batch_keys: tuple[str, ...] = ("real",)  # what its batches hold (besides "label"); unpaired data: ("A", "B")
+    workers: int = 0  # DataLoader worker processes that read it (streamed data only)
 
     @property
     def is_image(self) -> bool:

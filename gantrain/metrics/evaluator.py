@@ -36,7 +36,7 @@ def real_images(data: Data, limit: int, seed: int = 0) -> tuple[Tensor, Tensor |
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
     if isinstance(data, TensorData):
         return data.x[order], data.labels[order] if data.labels is not None else None
-    parts = list(DataLoader(Subset(data.dataset, order.tolist()), batch_size=256, num_workers=getattr(data, "workers", 0)))
+    parts = list(DataLoader(Subset(data.dataset, order.tolist()), batch_size=256, num_workers=data.workers))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     kept = ~skipped_rows(labels)  # files that could not be decoded come back as blank rows: not real images
     images, labels = images[kept], labels[kept]
