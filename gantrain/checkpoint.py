@@ -1,22 +1,19 @@
 """Checkpoint files: atomic writes, safe reads (weights_only=True), RNG state capture and restore."""
 
-import contextlib
-import errno
 import logging
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gantrain.errors import DiskFull, UserError
+from gantrain.errors import UserError
+from gantrain.files import atomic_link, atomic_save
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 LAST = "last.pt"
-OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def rng_state() -> dict:
@@ -42,72 +39,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj: dict, path: Path) -> None:
-    """Write to a temporary file, flush it to disk, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with _removed_on_failure(tmp, path, lambda: max(tensor_bytes(obj), previous_size(path))):
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-
-def _atomic_link(src: Path, dst: Path) -> None:
-    """Point dst at src's bytes (hard link, or a copy where links are not allowed), atomically."""
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    with _removed_on_failure(tmp, dst, lambda: src.stat().st_size):
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(tmp: Path, path: Path, needed):
-    """A failed write leaves no partial temp file (on a full disk it would keep the disk full), and running
-    out of space becomes DiskFull, in one line: torch.save reports it as "unexpected pos N vs M"."""
-    try:
-        yield
-    except Exception as err:
-        tmp.unlink(missing_ok=True)
-        size, free = needed(), _free_bytes(path.parent)  # free: measured without the partial file
-        if _out_of_space(err) or (free is not None and free < size):
-            raise DiskFull(f"no space left on the disk to write {path}: it needs about {size / 1e6:.1f} MB, "
-                           f"{(free or 0) / 1e6:.1f} MB are free") from err
-        raise
-
-
-def _out_of_space(err: BaseException) -> bool:
-    """ENOSPC or EDQUOT anywhere in the exception's chain (torch wraps the OSError of the write)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, OSError) and err.errno in OUT_OF_SPACE:
-            return True
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def _free_bytes(folder: Path) -> int | None:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
-
-
-def tensor_bytes(obj) -> int:
-    """The bytes of every tensor in a (nested) checkpoint dict: about the size of its file."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
-
-
 def previous_size(path: Path) -> int:
     """The size of the checkpoint this write replaces (or of last.pt beside it): what the new one will need."""
     return next((p.stat().st_size for p in (path, path.with_name(LAST)) if p.is_file()), 0)
@@ -120,8 +51,8 @@ def save_checkpoint(state: dict, directory: Path, step: int, keep: int) -> Path:
         if not stale.name.endswith(f"tmp{os.getpid()}"):
             stale.unlink(missing_ok=True)
     path = directory / f"step_{step:07d}.pt"
-    atomic_save({"format_version": FORMAT_VERSION, **state}, path)
-    _atomic_link(path, directory / LAST)
+    atomic_save({"format_version": FORMAT_VERSION, **state}, path, lambda: previous_size(path))
+    atomic_link(path, directory / LAST)
     for old in numbered_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
@@ -131,7 +62,7 @@ def save_best(state: dict, directory: Path) -> Path:
     """checkpoints/best.pt: the checkpoint with the best evaluation metric so far."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "best.pt"
-    atomic_save({"format_version": FORMAT_VERSION, **state}, path)
+    atomic_save({"format_version": FORMAT_VERSION, **state}, path, lambda: previous_size(path))
     return path
 
 

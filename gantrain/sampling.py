@@ -9,7 +9,7 @@ from torchvision.utils import save_image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import find_checkpoint, load_checkpoint
-from gantrain.data.batches import to_uint8
+from gantrain.pixels import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 

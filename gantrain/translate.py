@@ -9,7 +9,8 @@ from PIL import Image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data.batches import SKIP_REASONS, to_model_range, to_uint8
+from gantrain.data.batches import SKIP_REASONS
+from gantrain.pixels import to_model_range, to_uint8
 from gantrain.data.folder import IMAGE_EXTENSIONS, ImageFiles
 from gantrain.device import resolve_device
 from gantrain.errors import UserError

@@ -172,7 +172,7 @@ def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, mo
 
     cfg = compose_config(*TINY, "trainer.max_steps=5", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
     trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-    monkeypatch.setattr(gantrain.checkpoint, "open", full_disk_open("step_0000005"), raising=False)
+    monkeypatch.setattr(gantrain.files, "open", full_disk_open("step_0000005"), raising=False)
     with pytest.raises(DiskFull) as info:
         trainer.fit()
     message, folder = str(info.value), tmp_path / "checkpoints"
@@ -184,7 +184,7 @@ def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, mo
     assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_0000002.pt", "step_0000004.pt"]  # no temp file
     assert EventAccumulator(str(tmp_path)).Reload().Scalars("loss/D")[-1].step == 5
     assert trainer.logger.writer.file_writer is None  # TensorBoard flushed and closed (SummaryWriter.close)
-    monkeypatch.delattr(gantrain.checkpoint, "open")
+    monkeypatch.delattr(gantrain.files, "open")
     again = compose_config(*TINY, "trainer.max_steps=6", f"trainer.resume={tmp_path}")
     resumed = build_trainer(again, tmp_path, meta={"config": OmegaConf.to_container(again, resolve=True)})
     assert resumed.load(str(tmp_path)) == 4
@@ -193,8 +193,8 @@ def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, mo
 
 
 def test_full_disk_through_the_cli_exits_1_in_one_line(tmp_path):
-    code = FULL_DISK + ("import sys, gantrain.checkpoint, gantrain.cli\n"
-                        "gantrain.checkpoint.open = full_disk_open('step_0000002')\n"
+    code = FULL_DISK + ("import sys, gantrain.files, gantrain.cli\n"
+                        "gantrain.files.open = full_disk_open('step_0000002')\n"
                         "sys.argv[0] = 'gantrain'\ngantrain.cli.train()")
     proc = subprocess.run([sys.executable, "-c", code, *TINY, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
                           env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -209,7 +209,7 @@ def test_atomic_save_removes_the_partial_file_and_tells_a_full_disk_from_other_f
     """torch.save may report a full disk only as "unexpected pos" (the OSError lost): then free space decides."""
     import shutil
 
-    import gantrain.checkpoint as checkpoint
+    import gantrain.files as checkpoint
 
     def broken_save(obj, f):
         f.write(b"x" * 100)

@@ -19,7 +19,7 @@ from gantrain.errors import UserError
 from gantrain.systems.base import System
 from gantrain.systems.cyclegan import CycleGAN
 from gantrain.systems.gan import GAN
-from gantrain.trainer_config import TrainerConfig, default_settings
+from gantrain.trainer_config import default_settings
 
 PACKAGE = Path(gantrain.__file__).parent
 CALLERS = ["trainer.py", "sampling.py", "translate.py", "metrics/evaluator.py", "metrics/command.py", "distributed.py"]

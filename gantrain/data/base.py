@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from gantrain.data.batches import Batches, LoaderBatches, MemoryBatches, to_model_range
+from gantrain.data.batches import Batches, LoaderBatches, MemoryBatches
+from gantrain.pixels import to_model_range
 from gantrain.errors import UserError
 
 

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gantrain.pixels import to_model_range
+
 log = logging.getLogger(__name__)
 # The labels a dataset gives a file it could not decode (-1 means "no label"); such rows are dropped and
 # counted by reason.
@@ -35,18 +37,6 @@ def describe_skipped(skipped: dict[str, int], total: int, when: str = "") -> str
     """'skipped 3 of 120 files<when>: 1 too large for ..., 2 unreadable (...)'."""
     reasons = ", ".join(f"{n:,} {reason}" for reason, n in skipped.items())
     return f"skipped {sum(skipped.values()):,} of {total:,} files{when}: {reasons}"
-
-
-def to_model_range(x: Tensor) -> Tensor:
-    """uint8 images -> float in [-1, 1]; float data (points) passes through unchanged."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(127.5).sub_(1.0)
-    return x.float()
-
-
-def to_uint8(x: Tensor) -> Tensor:
-    """[-1, 1] floats -> uint8 0..255, as image files store them (the inverse of to_model_range)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from gantrain.caches import cache_dir
-from gantrain.checkpoint import atomic_save
+from gantrain.files import atomic_save
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: "skipped" counts per reason instead of one "unreadable" count

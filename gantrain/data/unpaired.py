@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from gantrain.data.base import Data, TensorData
-from gantrain.data.batches import Batches, epoch_order, to_model_range
+from gantrain.data.batches import Batches, epoch_order
+from gantrain.pixels import to_model_range
 from gantrain.data.folder import folder
 from gantrain.errors import UserError
 

@@ -7,7 +7,6 @@ and `gantrain-eval`.
 
 import hashlib
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,9 +14,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from gantrain.caches import cache_dir
-from gantrain.checkpoint import atomic_save
+from gantrain.files import atomic_save
 from gantrain.data import Data, TensorData
-from gantrain.data.batches import skipped_rows, to_uint8
+from gantrain.data.batches import skipped_rows
+from gantrain.pixels import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
 from gantrain.metrics import maths

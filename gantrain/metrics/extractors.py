@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gantrain.checkpoint import atomic_save
-from gantrain.data.batches import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
+from gantrain.files import atomic_save
+from gantrain.pixels import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
 from gantrain.errors import UserError
 from gantrain.metrics import maths
 
