@@ -160,12 +160,32 @@ def resumed_config(cfg: DictConfig, saved: dict, saved_choices: dict) -> DictCon
 # ------------------------------------------------------------------ gantrain
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 @reports_user_errors
-def _train(cfg: DictConfig) -> None:
+def _train(cfg: DictConfig) -> float | None:
+    """One run; returns its objective (the best value of trainer.best_metric, None without evaluations).
+    A run that fails before training starts still gets a summary.json saying so."""
+    from gantrain.summary import FILE, write_summary
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        return train_run(cfg)
+    except Exception as err:
+        if distributed.is_main() and not (run_dir / FILE).exists():
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            write_summary(run_dir, {"status": "failed", "reason": reason, "steps": 0, "best": None,
+                                    "overrides": list(HydraConfig.get().overrides.task)})
+        raise
+
+
+def train_run(cfg: DictConfig) -> float | None:
     from gantrain.build import build_trainer
     from gantrain.checkpoint import load_checkpoint
     from gantrain.trust import check_saved_config, targets_in
 
     choices = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+    if _is_multirun():  # a sweep run again: finished jobs answer from their summary, interrupted ones resume
+        recorded = continue_sweep_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+        if recorded is not None:
+            return recorded["best"]["value"] if recorded.get("best") else None
     if cfg.trainer.resume:
         saved = load_checkpoint(cfg.trainer.resume)
         # the saved config is built below: it may name only gantrain's code or what this command line names
@@ -176,9 +196,36 @@ def _train(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if distributed.is_main():
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # the config this run really uses
-    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": choices}
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": choices,
+            "overrides": [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.")]}
     log.info("run directory: %s", run_dir)
-    build_trainer(cfg, run_dir, meta=meta, hparams=hparams_of(cfg)).fit()
+    return build_trainer(cfg, run_dir, meta=meta, hparams=hparams_of(cfg)).fit()
+
+
+def continue_sweep_job(cfg: DictConfig, job_dir: Path) -> dict | None:
+    """A sweep job whose directory already holds a run: its summary when it finished (nothing to train);
+    otherwise None, after pointing trainer.resume at its checkpoint (interrupted) or moving a failed
+    attempt's files aside (it runs again from the start; nothing is deleted)."""
+    from gantrain.summary import DONE, read_summary
+
+    recorded = read_summary(job_dir)
+    if recorded and recorded.get("status") in DONE:
+        best = recorded.get("best") or {}
+        log.info("sweep job %s already %s (best %s %s): not training it again", job_dir, recorded["status"],
+                 best.get("metric", cfg.trainer.best_metric), best.get("value"))
+        return recorded
+    failed = (job_dir / "FAILED").is_file() or (recorded or {}).get("status") in ("failed", "diverged")
+    if failed:
+        attempt = job_dir / f"failed-attempt-{datetime.now():%Y%m%d-%H%M%S}"
+        attempt.mkdir()
+        for item in job_dir.iterdir():
+            if item != attempt and item.name != ".hydra" and not item.name.startswith("failed-attempt-"):
+                item.rename(attempt / item.name)
+        log.info("sweep job %s failed before: its files moved to %s; training it again", job_dir, attempt.name)
+    elif (job_dir / "checkpoints" / "last.pt").is_file() and not cfg.trainer.resume:
+        log.info("sweep job %s was interrupted: resuming it from its last checkpoint", job_dir)
+        cfg.trainer.resume = str(job_dir)
+    return None
 
 
 def train() -> None:

@@ -76,13 +76,18 @@ def broadcast_from_main(value):
     return box[0]
 
 
-def anyone(flag: bool) -> bool:
-    """True on every rank when it is true on any (a stop request must stop all ranks at the same step)."""
+def largest(value: int) -> int:
+    """The largest of every rank's value, on every rank (a stop request must stop all ranks at the same step)."""
     if world_size() == 1:
-        return flag
-    t = torch.tensor([int(flag)])
+        return value
+    t = torch.tensor([int(value)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control_group)
-    return bool(t.item())
+    return int(t.item())
+
+
+def anyone(flag: bool) -> bool:
+    """True on every rank when it is true on any."""
+    return bool(largest(int(flag)))
 
 
 def weights_agree(modules: list[nn.Module]) -> bool:

@@ -26,6 +26,8 @@ from gantrain.data import Data
 from gantrain.device import resolve_device
 from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
 from gantrain.loggers import NullLogger, RunLogger
+from gantrain.objective import EarlyStopping, better
+from gantrain.summary import write_summary
 from gantrain.safety import DivergenceWatch, stop_on_signals
 from gantrain.systems.base import System
 from gantrain.trainer_config import TrainerConfig
@@ -86,6 +88,11 @@ class Trainer:
         self.system, self.data, self.settings, self.run_dir = system, data, settings, Path(run_dir)
         self.meta, self.hparams, self.seed, self.evaluator = meta or {}, hparams or {}, seed, evaluator
         self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
+        self.evaluations: list[dict] = []  # {"step": N, metric: value, ...} of every evaluation, kept on resume
+        self.early = EarlyStopping(settings.best_metric, settings.patience, settings.must_reach, settings.must_reach_by)
+        self.stop_reason: str | None = None  # why an early-stopping rule ended the run
+        self.seconds_before, self.images_total = 0.0, 0  # wall time of earlier sessions of this run; images trained
+        self.began, self.eval_seconds = time.perf_counter(), 0.0  # set again when training begins
         self.skipped = 0
         self.saved_step, self.saved_path = -1, None
         self.rank, self.world = distributed.rank(), distributed.world_size()
@@ -118,25 +125,36 @@ class Trainer:
         self.logger: RunLogger | None = None
 
     # ---------------------------------------------------------------- the loop
-    def fit(self) -> None:
-        """Train to max_steps: update D (n_critic times), update G, then log, sample, evaluate, checkpoint."""
+    def fit(self) -> float | None:
+        """Train to max_steps: update D (n_critic times), update G, then log, sample, evaluate, checkpoint.
+        Returns the run's objective: the best value of trainer.best_metric (None without evaluations)."""
         self.begin()
         bar = tqdm(total=self.settings.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=None if self.settings.progress else True)  # None: a bar on terminals, none in log files
+        stopping = 0  # 1: an early-stopping rule (decided on rank 0), 2: a signal; agreed by all ranks
         try:
             with logging_redirect_tqdm(), stop_on_signals() as stop:
-                while self.step < self.settings.max_steps and not distributed.anyone(stop.signum is not None):
+                while self.step < self.settings.max_steps:
+                    stopping = distributed.largest(2 if stop.signum is not None else 1 if self.stop_reason else 0)
+                    if stopping:
+                        break
                     self.train_step()
                     bar.update(1)
                     self.periodic(bar)
-        except BaseException:
+        except BaseException as err:
+            if self.main and not isinstance(err, Interrupted):
+                write_summary(self.run_dir, self.summary("diverged" if isinstance(err, TrainingDiverged) else "failed",
+                                                         str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__))
             self.logger.close()  # TensorBoard keeps what was logged, whatever went wrong
             raise
         finally:
             bar.close()
-        if self.step < self.settings.max_steps:  # a stop request, here or on another rank
+        if stopping == 2:  # a stop request, here or on another rank
             self.interrupt(stop.signum or signal.SIGTERM)
+        if self.stop_reason:
+            log.info("stopping early at step %d: %s", self.step, self.stop_reason)
         self.finish()
+        return self.best.get("value")
 
     def begin(self) -> None:
         """Resume (or start), open the logger, show the real data once."""
@@ -148,7 +166,9 @@ class Trainer:
             self.logger = NullLogger()
         if start == 0:
             self.logger.grid("real", self.data.preview(self.settings.grid_size, self.seed), 0)
-            self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0})
+            # the metrics are declared too, so TensorBoard's HPARAMS tab sorts a sweep by FID
+            reported = self.evaluator.reported() if self.evaluator is not None else []
+            self.logger.hparams(self.hparams, {"loss/D": 0.0, "loss/G": 0.0} | {f"metrics/{m}": 0.0 for m in reported})
         if start >= self.settings.max_steps:
             log.info("the checkpoint is at step %d, trainer.max_steps=%d: nothing to train", start, self.settings.max_steps)
         self.clock, self.images = time.perf_counter(), 0
@@ -172,6 +192,7 @@ class Trainer:
         self.watch.advance()
         self.system.after_g_step(self.step)
         self.images += self.settings.batch_size * self.settings.n_critic * self.world  # all ranks together
+        self.images_total += self.settings.batch_size * self.settings.n_critic * self.world
 
     @property
     def main(self) -> bool:
@@ -255,14 +276,16 @@ class Trainer:
                             | {"perf/eval_seconds": seconds, "perf/eval_share": share}, self.step)
         log.info("step %d: %s (%.1f s, %.0f%% of the run so far)", self.step,
                  "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds, 100 * share)
+        self.evaluations.append({"step": self.step, **{k: float(v) for k, v in values.items()}})
         value = values.get(self.settings.best_metric)
         if value is None:
             return
-        higher = self.settings.best_metric in getattr(self.evaluator, "higher_is_better", ())
-        if not self.best or (value > self.best["value"] if higher else value < self.best["value"]):
+        improved = better(self.settings.best_metric, float(value), self.best.get("value"))
+        if improved:
             self.best = {"metric": self.settings.best_metric, "value": float(value), "step": self.step}
             with self.stop_when_disk_full():
                 save_best(self.state_dict(), self.run_dir / "checkpoints")
+        self.stop_reason = self.early.reason(self.step, float(value), self.best.get("value"), improved)
 
     # ---------------------------------------------------------------- logging and sampling
     def log_scalars(self, bar) -> None:
@@ -302,6 +325,8 @@ class Trainer:
         if self.saved_step != self.step:
             self.save()
         self.logger.finish()
+        if self.main:
+            write_summary(self.run_dir, self.summary("stopped_early" if self.stop_reason else "finished", self.stop_reason))
         if self.world > 1:
             with self.unwrapped():
                 agree = distributed.weights_agree(self.system.trained_networks())
@@ -315,6 +340,8 @@ class Trainer:
             self.save()
         self.logger.close()
         name = signal.Signals(signum).name
+        if self.main:
+            write_summary(self.run_dir, self.summary("interrupted", f"stopped by {name}"))
         raise Interrupted(f"stopped by {name} at step {self.step}/{self.settings.max_steps}; checkpoint written. "
                           f"Resume with: gantrain trainer.resume={self.run_dir}", signum)
 
@@ -331,6 +358,22 @@ class Trainer:
             f"or false instead of fp16, or set trainer.grad_clip; {kept} (trainer.nan_policy=skip drops such updates)"
         )
 
+    def run_seconds(self) -> float:
+        """Wall time of this run so far, earlier sessions (before a resume) included."""
+        return self.seconds_before + time.perf_counter() - self.began
+
+    def summary(self, status: str, reason: str | None = None) -> dict:
+        """What summary.json says about this run (see gantrain/summary.py)."""
+        training = max(time.perf_counter() - self.began - self.eval_seconds, 1e-9)
+        return {
+            "status": status, "reason": reason, "steps": self.step, "max_steps": self.settings.max_steps,
+            "wall_seconds": round(self.run_seconds(), 3), "images_per_sec": round(self.images_total / training, 1),
+            "best_metric": self.settings.best_metric, "best": self.best or None,
+            "final_metrics": {k: v for k, v in self.evaluations[-1].items() if k != "step"} if self.evaluations else {},
+            "evaluations": self.evaluations, "overrides": list(self.meta.get("overrides", [])),
+            "choices": self.meta.get("choices", {}), "gantrain_version": self.meta.get("gantrain_version"),
+        }
+
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         with self.unwrapped():
@@ -345,6 +388,9 @@ class Trainer:
             "data_shape": list(self.data.shape),
             "num_classes": self.data.num_classes,
             "best": self.best,
+            "evaluations": self.evaluations,
+            "early_stopping": self.early.state_dict(),
+            "run_seconds": self.run_seconds(),
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
             **self.meta,
         }
@@ -401,6 +447,9 @@ class Trainer:
         self.batches.load_state_dict(state["batches"])
         self.fixed = state["fixed"]
         self.best = state.get("best", {})
+        self.evaluations = list(state.get("evaluations", []))
+        self.early.load_state_dict(state.get("early_stopping", {}))
+        self.seconds_before = float(state.get("run_seconds", 0.0))
         set_rng_state(state["rng"])
         self.step = self.saved_step = int(state["step"])
         if self.world > 1:  # the saved streams are rank 0's: give each rank its own again

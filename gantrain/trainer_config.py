@@ -45,6 +45,9 @@ class TrainerConfig:
     decay_start: Optional[int] = None
     eval_every: Optional[int] = None
     best_metric: str = "fid"
+    patience: Optional[int] = None  # early stopping: evaluations without a new best before the run stops
+    must_reach: Optional[float] = None  # early stopping: best_metric must reach this value ...
+    must_reach_by: Optional[int] = None  # ... by this step, or the run stops
     nan_policy: str = "stop"  # stop | skip
 
     def __post_init__(self):
@@ -52,6 +55,15 @@ class TrainerConfig:
                     "grid_size", "keep_checkpoints"):
             if getattr(self, key) <= 0:
                 raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer")
+        for key in ("patience", "must_reach_by"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer or null")
+        if (self.must_reach is None) != (self.must_reach_by is None):
+            raise UserError(f"trainer.must_reach={self.must_reach}, trainer.must_reach_by={self.must_reach_by}: "
+                            f"set both (the value best_metric must reach, and the step by which) or neither")
+        if (self.patience or self.must_reach_by) and not self.eval_every:
+            raise UserError("early stopping (trainer.patience, trainer.must_reach) judges evaluations: set "
+                            "trainer.eval_every=N")
         for key in ("eval_every", "decay_start", "grad_clip"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise UserError(f"trainer.{key}={getattr(self, key)}: must be a non-negative number or null")

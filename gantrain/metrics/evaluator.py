@@ -20,6 +20,7 @@ from gantrain.data.batches import skipped_rows
 from gantrain.pixels import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
+from gantrain.objective import HIGHER_IS_BETTER
 from gantrain.metrics import maths
 from gantrain.metrics.extractors import (ClassifierExtractor, InceptionExtractor, accuracy, cached_classifier, describe,
                                          train_classifier, weakness)
@@ -62,7 +63,7 @@ def fingerprint(images: Tensor, labels: Tensor | None) -> str:
 class Evaluator:
     """evaluator(system, step) -> {"fid": ..., "kid": ..., "is": ..., "precision": ..., "recall": ..., ...}."""
 
-    higher_is_better = {"is", "precision", "recall", "accuracy", "tstr"}
+    higher_is_better = HIGHER_IS_BETTER
 
     def __init__(
         self, data: Data, metrics: list[str] = ("fid", "kid", "is", "pr"), extractor: str = "classifier",
@@ -127,6 +128,12 @@ class Evaluator:
         return features
 
     # ---------------------------------------------------------------- scoring
+    def reported(self) -> list[str]:
+        """The names the scores come under (pr gives precision and recall; a conditional run adds accuracy)."""
+        names = {"pr": ["precision", "recall"]}
+        return [name for metric in self.metrics for name in names.get(metric, [metric])] + (
+            ["accuracy"] if self.data.num_classes and "accuracy" not in self.metrics else [])
+
     def __call__(self, system, step: int | None = None) -> Scores:
         """Generate num_samples images (EMA generator when present), in batches without autograd, and score them."""
         if not system.draws_samples:
