@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from gantrain import distributed, trainer_config  # noqa: F401  (registers the trainer schema with Hydra)
 from gantrain.config_migration import migrate_config
 from gantrain.errors import DiskFull, Interrupted, TrainingDiverged, UserError
+from gantrain.objective import direction
 
 log = logging.getLogger("gantrain")
 CONFIG_PATH = "pkg://gantrain.configs"
@@ -50,6 +51,7 @@ def _resolver_hydra_subdir(resume, stamp: str) -> str:
 
 OmegaConf.register_new_resolver("gantrain_run_dir", _resolver_run_dir, replace=True)
 OmegaConf.register_new_resolver("gantrain_hydra_subdir", _resolver_hydra_subdir, replace=True)
+OmegaConf.register_new_resolver("gantrain_direction", lambda metric: direction(str(metric)), replace=True)
 
 
 # ------------------------------------------------------------------ errors
