@@ -112,11 +112,22 @@ class SweepSummary(Callback):
         jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
         failed = [p for p in jobs if (p / "FAILED").is_file()]
         print(f"sweep {sweep}: {len(jobs) - len(failed)} of {len(jobs)} jobs succeeded", file=sys.stderr)
+        print_top_runs(sweep)
         for job in failed:
             overrides = " ".join(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
             print(f"  job {job.name} ({overrides}) failed: {(job / 'FAILED').read_text().strip()}", file=sys.stderr)
         if failed:
             sys.exit(1)
+
+
+def print_top_runs(sweep: Path, top: int = 5) -> None:
+    """The best runs of the sweep (by their summaries), and where the full report comes from."""
+    from gantrain.report import find_runs, rows, text_table
+
+    runs = find_runs(sweep)
+    if any(run.best is not None for run in runs):
+        print(f"top runs:\n{text_table(rows(runs), limit=top)}\n(gantrain-report {sweep}: the whole ranking, "
+              f"report.html)", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ overrides
@@ -181,6 +192,7 @@ def _train(cfg: DictConfig) -> float | None:
 def train_run(cfg: DictConfig) -> float | None:
     from gantrain.build import build_trainer
     from gantrain.checkpoint import load_checkpoint
+    from gantrain.device import device_for_sweep_job
     from gantrain.trust import check_saved_config, targets_in
 
     choices = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
@@ -188,6 +200,8 @@ def train_run(cfg: DictConfig) -> float | None:
         recorded = continue_sweep_job(cfg, Path(HydraConfig.get().runtime.output_dir))
         if recorded is not None:
             return recorded["best"]["value"] if recorded.get("best") else None
+        if not distributed.launched_by_torchrun():  # parallel jobs on a multi-GPU machine: one GPU each
+            cfg.trainer.device = device_for_sweep_job(cfg.trainer.device, HydraConfig.get().job.num)
     if cfg.trainer.resume:
         saved = load_checkpoint(cfg.trainer.resume)
         # the saved config is built below: it may name only gantrain's code or what this command line names

@@ -61,7 +61,9 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         loader = GlobalHydra.instance().config_loader()
         for line in representative_command_lines(overrides):
             cfg = compose_or_explain(config_name, line, overrides, loader)
-            if not args.multirun:
+            if args.multirun:
+                check_search(cfg)
+            else:
                 check_values(cfg)
                 check_output_dir(cfg)
 
@@ -169,6 +171,14 @@ def check_values(cfg: DictConfig) -> None:
 
     check_config(cfg)
     trainer_settings(cfg.trainer)
+
+
+def check_search(cfg: DictConfig) -> None:
+    """A sweeper that optimises (Optuna) needs each run to return a value: the best of its evaluations."""
+    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
+    if "optuna" in sweeper.lower() and not OmegaConf.select(cfg, "trainer.eval_every", default=None):
+        raise UserError(f"a search optimises trainer.best_metric ({cfg.trainer.best_metric}), which needs evaluations: "
+                        f"add trainer.eval_every=N (and metrics.num_samples=... to keep them quick)")
 
 
 def check_output_dir(cfg: DictConfig) -> None:

@@ -33,6 +33,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def device_for_sweep_job(name: str, job_num: int) -> str:
+    """trainer.device for job `job_num` of a sweep: on a machine with several GPUs, `auto` or `cuda` becomes
+    cuda:(job_num mod GPU count), so jobs running side by side (hydra/launcher=parallel with n_jobs up to
+    the GPU count) each get a GPU of their own; anything else is kept as it is."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if str(name).strip().lower() not in ("auto", "cuda") or count < 2:
+        return name
+    return f"cuda:{job_num % count}"
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

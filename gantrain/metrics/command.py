@@ -77,7 +77,8 @@ def evaluator_settings(cfg: DictConfig) -> dict:
     return {key: cfg[key] for key in EVALUATOR_KEYS}
 
 
-def score_run(cfg: DictConfig) -> tuple[dict, str]:
+def score_run(cfg: DictConfig, sample_seed: int | None = None) -> tuple[dict, str]:
+    """A run's generator scored on num_samples fresh samples (drawn with `sample_seed` when given)."""
     from gantrain.build import build_test_split, system_from_checkpoint
     from gantrain.checkpoint import load_checkpoint
     from gantrain.device import resolve_device
@@ -92,7 +93,7 @@ def score_run(cfg: DictConfig) -> tuple[dict, str]:
     real = build(saved)
     evaluator = Evaluator(real, metrics, test_data=build_test_split(saved) if "tstr" in metrics else None,
                           **evaluator_settings(cfg))
-    return evaluator(system), f"{state['path']} (step {state['step']})"
+    return evaluator(system, sample_seed=sample_seed), f"{state['path']} (step {state['step']})"
 
 
 def score_files(cfg: DictConfig) -> tuple[dict, str]:

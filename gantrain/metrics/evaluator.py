@@ -134,7 +134,7 @@ class Evaluator:
         return [name for metric in self.metrics for name in names.get(metric, [metric])] + (
             ["accuracy"] if self.data.num_classes and "accuracy" not in self.metrics else [])
 
-    def __call__(self, system, step: int | None = None) -> Scores:
+    def __call__(self, system, step: int | None = None, sample_seed: int | None = None) -> Scores:
         """Generate num_samples images (EMA generator when present), in batches without autograd, and score them."""
         if not system.draws_samples:
             raise UserError(f"the metrics score generated samples; a {type(system).__name__} does not draw them from "
@@ -142,7 +142,8 @@ class Evaluator:
         classes = system.num_classes
         labels = torch.arange(self.num_samples) % classes if classes else None
         kwargs = {"labels": labels} if labels is not None else {}
-        fake = system.sample(self.num_samples, self.batch_size, torch.Generator().manual_seed(self.seed + 1), **kwargs)
+        fake = system.sample(self.num_samples, self.batch_size, torch.Generator().manual_seed(
+            self.seed + 1 if sample_seed is None else sample_seed), **kwargs)
         return self.score(to_uint8(fake), labels)
 
     def score(self, fake: Tensor, fake_labels: Tensor | None = None) -> Scores:
