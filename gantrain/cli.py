@@ -1,6 +1,7 @@
 """Console entry points (`gantrain`, `gantrain-sample`, `gantrain-eval`): thin Hydra wrappers around build and Trainer."""
 
 import functools
+import hashlib
 import logging
 import os
 import sys
@@ -44,6 +45,11 @@ def _resolver_run_dir(resume, default: str) -> str:
     return str(run) if run else default
 
 
+def _resolver_trial_dir(overrides) -> str:
+    """A search trial's directory: a digest of its overrides (the same parameters, the same directory)."""
+    return "trial-" + hashlib.sha1(str(overrides).encode()).hexdigest()[:10]
+
+
 def _resolver_hydra_subdir(resume, stamp: str) -> str:
     # a resumed run keeps its original .hydra/ and records this invocation beside it
     return f".hydra/resume-{stamp}" if run_dir_of(resume) else ".hydra"
@@ -52,6 +58,7 @@ def _resolver_hydra_subdir(resume, stamp: str) -> str:
 OmegaConf.register_new_resolver("gantrain_run_dir", _resolver_run_dir, replace=True)
 OmegaConf.register_new_resolver("gantrain_hydra_subdir", _resolver_hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("gantrain_direction", lambda metric: direction(str(metric)), replace=True)
+OmegaConf.register_new_resolver("gantrain_trial_dir", _resolver_trial_dir, replace=True)
 
 
 # ------------------------------------------------------------------ errors

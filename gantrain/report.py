@@ -63,13 +63,22 @@ def find_runs(folder: Path) -> list[Run]:
     return runs
 
 
+def shown(value: str) -> str:
+    """An override's value for people: long floats (a search's learning rates) to 4 significant digits."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if "." in value or "e" in value.lower() else value
+
+
 def differing_overrides(runs: list[Run]) -> None:
     """Each run's key=value overrides that not every run shares (what tells the runs apart)."""
     parsed = [dict(o.split("=", 1) for o in run.summary.get("overrides", []) if "=" in o) for run in runs]
     keys = {k for p in parsed for k in p}
     shared = {k for k in keys if len({p.get(k) for p in parsed}) == 1}
     for run, p in zip(runs, parsed):
-        run.params = {k: v for k, v in sorted(p.items()) if k not in shared}
+        run.params = {k: shown(v) for k, v in sorted(p.items()) if k not in shared}
 
 
 def ranked(runs: list[Run]) -> list[Run]:
@@ -84,22 +93,26 @@ def ranked(runs: list[Run]) -> list[Run]:
 
 
 # ------------------------------------------------------------------ re-scoring
-def rescore(runs: list[Run], top: int, seeds: int, num_samples: int, device: str = "auto") -> None:
-    """The top runs' best checkpoints scored again with `seeds` fresh sampling seeds (gantrain-eval's path)."""
+def rescore(runs: list[Run], top: int, seeds: int, num_samples: int | None = None, device: str = "auto") -> None:
+    """The top runs' best checkpoints scored again with `seeds` fresh sampling seeds (gantrain-eval's path), with
+    the run's own metric settings (the same extractor, so the same scale as its recorded value)."""
     from omegaconf import OmegaConf
 
-    from gantrain.metrics.command import score_run
+    from gantrain.checkpoint import load_checkpoint
+    from gantrain.metrics.command import EVALUATOR_KEYS, score_run
 
     for run in ranked(runs)[:top]:
         checkpoint = run.path / "checkpoints" / ("best.pt" if (run.path / "checkpoints" / "best.pt").is_file() else "last.pt")
         if not checkpoint.is_file():
             continue
+        saved = load_checkpoint(checkpoint)["config"].get("metrics", {})
         for seed in range(1, seeds + 1):
             cfg = OmegaConf.load(Path(__file__).parent / "cli_configs" / "eval.yaml")
             cfg.pop("hydra", None)
             cfg.pop("defaults", None)
-            cfg.merge_with({"run": str(checkpoint), "metrics": [metric_family(run.metric)], "num_samples": num_samples,
-                            "device": device})
+            cfg.merge_with({k: saved[k] for k in EVALUATOR_KEYS if k in saved})
+            cfg.merge_with({"run": str(checkpoint), "metrics": [metric_family(run.metric)], "device": device}
+                           | ({"num_samples": num_samples} if num_samples else {}))
             values, _ = score_run(cfg, sample_seed=10_000 + seed)  # samples the run's own evaluations never drew
             run.rescored.append(float(values[run.metric]))
 
@@ -124,7 +137,7 @@ def rows(runs: list[Run]) -> list[dict]:
             "params": " ".join(f"{k}={v}" for k, v in run.params.items()),
             "best": f"{run.metric} {best['value']:.4g}" if "value" in best else "",
             "step": best.get("step", ""), "rescored": spread, "steps": run.summary.get("steps", ""),
-            "wall_s": f"{run.summary.get('wall_seconds', 0):.0f}", "img_s": f"{run.summary.get('images_per_sec', 0):.0f}",
+            "wall_s": f"{run.summary.get('wall_seconds', 0):.1f}", "img_s": f"{run.summary.get('images_per_sec', 0):.0f}",
             "path": str(run.path),
         })
     return out
@@ -237,7 +250,7 @@ width:320px}} .card img{{width:256px;image-rendering:pixelated}} figure{{display
 
 # ------------------------------------------------------------------ the command
 def write_report(folder: Path, out: Path | None = None, rescore_top: int = 0, seeds: int = 3,
-                 num_samples: int = 10000) -> tuple[list[dict], Path]:
+                 num_samples: int | None = None) -> tuple[list[dict], Path]:
     runs = find_runs(folder)
     if not runs:
         raise FileNotFoundError(f"no runs under {folder}: point at a sweep directory or a folder of run directories")
@@ -259,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="where report.{csv,md,html,json} go (default: the folder)")
     parser.add_argument("--rescore", type=int, default=0, metavar="K", help="score the top K runs again")
     parser.add_argument("--seeds", type=int, default=3, help="fresh sampling seeds per re-scored run")
-    parser.add_argument("--num-samples", type=int, default=10000, help="samples per re-scoring")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="samples per re-scoring (default: as many as the run's own evaluations)")
     args = parser.parse_args(argv)
     try:
         table, out = write_report(args.folder.expanduser(), args.out, args.rescore, args.seeds, args.num_samples)

@@ -57,7 +57,8 @@ class ResumableStudy(Callback):
                      remaining)
         with read_write(sweeper):
             sweeper.n_trials = remaining  # the plugin counts trials per invocation; we count the study's
-        # each trial's directory is named by its parameters (the plugin numbers jobs from 0 in every
+        # each trial's directory is named by a digest of its parameters (the plugin numbers jobs from 0 in every
         # invocation); an override, since each job's config is composed again from the hydra overrides
         with read_write(config.hydra.overrides):
-            config.hydra.overrides.hydra.append("hydra.sweep.subdir=${hydra.job.override_dirname}")
+            config.hydra.overrides.hydra.append("hydra.sweep.subdir='${gantrain_trial_dir:${hydra.job.override_dirname}}'")
+

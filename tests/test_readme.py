@@ -34,7 +34,7 @@ from conftest import make_image_tree, make_mnist, make_unpaired
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval")
+PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report")
 
 # README commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
@@ -42,6 +42,8 @@ NOT_RUN = {
     r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/test_distributed.py runs DDP with 2 gloo CPU processes",
     r"^torchrun --nnodes=2 ": "two nodes and a rendezvous host (and `...` stands for any gantrain arguments)",
     r"hydra/launcher=slurm": "needs a SLURM cluster (tests/test_cli.py composes the launcher preset)",
+    r"^python scripts/report_screenshot\.py": "needs Chromium; tests/test_sweeps.py renders a report page with it where "
+                                               "one is installed and skips with the reason where none is",
     r"^gantrain-eval$": "the program's name in prose, not a command",
     r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
                                                           "is in the 'Adding your own component' section",
@@ -73,6 +75,7 @@ RUN_MADE_BY = {
 }
 # README commands whose outputs a later command reads.
 NEEDS = {
+    r"^gantrain-report outputs/search": r"hydra\.sweep\.dir=outputs/search",
     r"fake=samples\.npz": r"out=samples\.npz",
     r"data\.root=data/mnist2inverted": r"^python scripts/make_unpaired_demo\.py",
 }
@@ -132,6 +135,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "hydra.launcher.n_jobs": 2,     # 2 cores
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
+    "hydra.sweeper.n_trials": 2,    # a search's trials
 }
 CYCLEGAN_SMALL = {"data.image_size": "32", "model.generator.n_blocks": "2", "model.generator.width": "8",
                   "model.discriminator.width": "8"}
@@ -222,7 +226,10 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     """The console script's function with this argv and working directory; its exit status as the shell sees it."""
     import gantrain.cli as cli
 
-    entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate}[argv[0]]
+    import gantrain.report as report
+
+    entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
+             "gantrain-report": report.main}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:
@@ -304,6 +311,7 @@ class Workspace:
         outcome.run_dir = run if "trainer.resume=" in command else (
             Path(named[-1]) if len(named) == 1 else new[0] if len(new) == 1 else None)
         outcome.extra["new"] = new
+        outcome.extra["cwd"] = self.cwd
         self.outcomes[command] = outcome
         assert code == 0, outcome.explain()
         check(outcome, self)
@@ -347,6 +355,8 @@ def check(outcome: Outcome, ws: Workspace) -> None:
         check_sample(outcome, options, ws)
     elif program == "gantrain-eval":
         check_eval(outcome, options, ws)
+    elif program == "gantrain-report":
+        check_report(outcome, ws)
 
 
 def check_run(outcome: Outcome, options: dict) -> None:
@@ -363,16 +373,39 @@ def check_run(outcome: Outcome, options: dict) -> None:
 
 
 def check_sweep(outcome: Outcome, argv: list[str]) -> None:
-    (sweep,) = [p for p in outcome.extra["new"] if p.parent.parent.name == "multirun"] or [None]
+    options = dict(w.split("=", 1) for w in argv if "=" in w)
+    if "hydra.sweep.dir" in options:
+        sweep = outcome_cwd(outcome) / options["hydra.sweep.dir"]
+    else:
+        (sweep,) = [p for p in outcome.extra["new"] if p.parent.parent.name == "multirun"] or [None]
     assert sweep is not None, outcome.explain()
-    expected = 1
-    for w in argv:
-        if "=" in w and not w.startswith("hydra."):
-            expected *= len(w.split("=", 1)[1].split(","))
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    if "hydra/sweeper" in options:  # a search: n_trials trials, each in a directory named by its parameters
+        expected = int(options["hydra.sweeper.n_trials"])
+        jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+        assert all((job / "summary.json").is_file() for job in jobs) and (sweep / "optuna.db").is_file()
+        assert "top runs:" in outcome.output, outcome.explain()
+    else:
+        expected = 1
+        for w in argv:
+            if "=" in w and not w.startswith("hydra."):
+                expected *= len(w.split("=", 1)[1].split(","))
+        jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert len(jobs) == expected, (len(jobs), expected, outcome.explain())
     for job in jobs:
         assert (job / "checkpoints" / "last.pt").is_file(), (job, outcome.explain())
+
+
+def outcome_cwd(outcome: Outcome) -> Path:
+    return outcome.extra["cwd"]
+
+
+def check_report(outcome: Outcome, ws: Workspace) -> None:
+    folder = ws.cwd / outcome.argv[1]
+    runs = [p for p in folder.rglob("summary.json") if "failed-attempt-" not in str(p)]
+    rows = (folder / "report.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(runs) and (folder / "report.html").is_file(), outcome.explain()
+    if "--rescore" in outcome.argv:
+        assert "±" in rows[1], outcome.explain()
 
 
 def check_sample(outcome: Outcome, options: dict, ws: Workspace) -> None:
