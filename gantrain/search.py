@@ -22,9 +22,10 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 class SeededTPESampler(optuna.samplers.TPESampler):
-    """TPE whose random draws depend only on (seed, number of finished trials, parameter), not on how many
-    draws earlier invocations made: a search killed and continued asks the same trials, in the same order,
-    as one that ran through (one trial at a time)."""
+    """TPE whose random draws depend only on (seed, number of finished trials, the trial's place among those
+    running, parameter), not on how many draws earlier invocations made: a search killed and continued asks
+    the same trials, in the same order, as one that ran through (one trial at a time), and trials asked
+    together (parallel jobs) get draws of their own."""
 
     def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
@@ -32,8 +33,10 @@ class SeededTPESampler(optuna.samplers.TPESampler):
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-        rng = np.random.RandomState((self.base_seed * 1_000_003 + finished * 7919 + zlib.crc32(param_name.encode()))
-                                    % 2**32)
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+        place = sorted(running).index(trial.number) if trial.number in running else 0
+        rng = np.random.RandomState((self.base_seed * 1_000_003 + (finished + place) * 7919
+                                     + zlib.crc32(param_name.encode())) % 2**32)
         self._rng = self._random_sampler._rng = rng
         return super().sample_independent(study, trial, param_name, param_distribution)
 

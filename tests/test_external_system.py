@@ -3,7 +3,6 @@ samples and evaluates through the public commands, found with hydra.searchpath a
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,15 @@ EXTERNAL = Path(__file__).parent / "external"
 SEARCHPATH = f"hydra.searchpath=[file://{EXTERNAL / 'configs'}]"
 
 
-def command(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    """A console command as a user runs it, with the family's module importable (PYTHONPATH)."""
+@pytest.fixture(scope="module")
+def command(cli):
+    """command(cwd, *argv): a console command as a user runs it, with the family's module importable (PYTHONPATH)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(EXTERNAL), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return lambda cwd, *argv: cli.run(*argv, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
-def external_run(tmp_path_factory) -> Path:
+def external_run(tmp_path_factory, command) -> Path:
     """4 debug steps of model=mean_match on the bundled digits, then resumed to 6."""
     cwd = tmp_path_factory.mktemp("external")
     run = cwd / "run"
@@ -40,7 +40,7 @@ def test_an_external_family_trains_and_resumes(external_run):
     assert state["choices"]["model"] == "mean_match" and (external_run / "final.png").is_file()
 
 
-def test_an_external_family_samples_only_when_trusted(external_run, tmp_path):
+def test_an_external_family_samples_only_when_trusted(external_run, command, tmp_path):
     refused = command(tmp_path, "gantrain-sample", f"run={external_run}", "n=8", f"out={tmp_path / 'x.npz'}")
     assert refused.returncode == 2 and "trust_checkpoint=true" in refused.stderr
     assert not (tmp_path / "x.npz").exists()
@@ -51,7 +51,7 @@ def test_an_external_family_samples_only_when_trusted(external_run, tmp_path):
     assert images.shape == (8, 1, 32, 32) and images.dtype == np.uint8 and images.std() > 0
 
 
-def test_an_external_family_is_evaluated(external_run, tmp_path):
+def test_an_external_family_is_evaluated(external_run, command, tmp_path):
     out = tmp_path / "metrics.json"
     proc = command(tmp_path, "gantrain-eval", f"run={external_run}", "trust_checkpoint=true", "metrics=[fid,kid]",
                    "num_samples=64", "real_samples=128", "classifier_epochs=1", "kid_subset_size=32", f"out={out}")

@@ -103,6 +103,15 @@ def test_an_optuna_search_killed_midway_continues_to_the_same_result(cli, tmp_pa
         "http://www.w3.org/2000/svg", "")
 
 
+def test_parallel_trials_through_the_joblib_launcher_get_parameters_of_their_own(cli, tmp_path):
+    proc = cli.run(*SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/launcher=parallel",
+                   "hydra.launcher.n_jobs=2", "hydra.sweep.dir=parallel", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    trials = sorted((tmp_path / "parallel").glob("trial-*"))
+    assert len(trials) == 2 and all(summary(t)["status"] == "finished" for t in trials)
+    assert len({tuple(summary(t)["overrides"]) for t in trials}) == 2
+
+
 def test_a_search_needs_evaluations():
     with pytest.raises(UserError, match=r"a search optimises trainer.best_metric \(fid\).*add trainer.eval_every=N"):
         check_command_line(["-m", "hydra/sweeper=search", "trainer=debug"])

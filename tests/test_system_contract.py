@@ -3,7 +3,6 @@
 import ast
 import copy
 import inspect
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import gantrain
-from gantrain.build import build_trainer, system_from_checkpoint
+from gantrain.build import system_from_checkpoint
 from gantrain.cli_checks import check_command_line
 from gantrain.config_migration import MOVED_KEYS, migrate_config
 from gantrain.errors import UserError
@@ -133,23 +132,17 @@ def as_0_1(config: dict) -> dict:
     return old
 
 
-def test_a_run_of_0_1_resumes_and_samples(tmp_path):
+def test_a_run_of_0_1_resumes_and_samples(train, cli, tmp_path):
     from gantrain.checkpoint import load_checkpoint
-    from gantrain.trainer_config import trainer_settings  # noqa: F401  (the schema is registered on import)
-    from hydra import compose, initialize_config_module
 
-    with initialize_config_module("gantrain.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["trainer=debug", "model.generator.width=8", "model.discriminator.width=8",
-                                           "model.ema=0.9", "model.ema_start=1"])
-    build_trainer(cfg, tmp_path).fit()
+    train("model.ema=0.9", "model.ema_start=1", run_dir=tmp_path)
     path = tmp_path / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
     state["config"] = as_0_1(state["config"])
     torch.save(state, path)
     system = system_from_checkpoint(load_checkpoint(path))
     assert system.ema is not None and system.ema.decay == 0.9
-    proc = subprocess.run(["gantrain", f"trainer.resume={tmp_path}", "trainer.max_steps=6"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = cli.run("gantrain", f"trainer.resume={tmp_path}", "trainer.max_steps=6", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     resumed = torch.load(path, weights_only=True)
     assert resumed["step"] == 6 and resumed["config"]["model"]["ema"] == 0.9 and "ema" not in resumed["config"]["trainer"]
