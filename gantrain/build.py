@@ -9,6 +9,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from gantrain import __version__, distributed
 from gantrain.config_migration import migrate_config
@@ -16,7 +17,7 @@ from gantrain.data import Data
 from gantrain.errors import UserError
 from gantrain.systems.base import System
 from gantrain.trainer import Trainer
-from gantrain.trainer_config import trainer_settings
+from gantrain.trainer_config import TrainerConfig, trainer_settings
 from gantrain.trust import check_saved_config
 
 
@@ -101,6 +102,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     data = build_data(cfg)
     system = build_system(cfg, data.shape, data.num_classes)
     check_data_fits(system, data, cfg)
+    check_penalties_fit(settings, cfg, system)
     # only rank 0 evaluates under torchrun: the other ranks need no classifier or real statistics
     evaluator = build_evaluator(cfg, data) if settings.eval_every and distributed.is_main() else None
     return Trainer(
@@ -136,6 +138,30 @@ def check_data_fits(system: System, data: Data, cfg: DictConfig) -> None:
                         f"data=unpaired data.root=<folder with trainA/ and trainB/> (see experiment=cyclegan)")
     raise UserError(f"data={data.name} holds two unpaired domains, which only model=cyclegan trains on: use "
                     f"experiment=cyclegan, or pick a single-domain data set")
+
+
+def critics(system: System) -> list[nn.Module]:
+    """The trained networks D's optimizer updates: what an input-gradient penalty differentiates twice."""
+    d_params = {id(p) for p in system.d_parameters()}
+    return [net for net in system.trained_networks() if any(id(p) in d_params for p in net.parameters())]
+
+
+def check_penalties_fit(settings: TrainerConfig, cfg: DictConfig, system: System) -> None:
+    """A gradient penalty or R1 needs a double backward through the critic, which torch.compile (aot_autograd)
+    and SyncBatchNorm (pytorch issue 61222) do not support: refused in one line instead of a crash on the GPU."""
+    penalties = [f"loss.{key}" for key in ("gp", "r1") if OmegaConf.select(cfg, f"loss.{key}", default=0)]
+    if settings.compile and penalties:
+        raise UserError(f"trainer.compile=true cannot compile a critic that needs double backward "
+                        f"({' / '.join(penalties)}): drop trainer.compile or the penalty")
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in critics(system) for m in net.modules())
+    if settings.sync_bn and "loss.r1" in penalties and batch_norm:
+        raise UserError("trainer.sync_bn=true cannot synchronise the BatchNorm of a critic trained with loss.r1 "
+                        "(SyncBatchNorm is not twice differentiable): drop trainer.sync_bn, or set "
+                        "model.discriminator.norm=layer (or none, instance)")
+    if settings.amp_dtype == torch.float16 and "loss.r1" in penalties and batch_norm:  # reproduced under CPU autocast
+        raise UserError("trainer.amp=fp16 with loss.r1 on a BatchNorm critic gives NaN gradients (BatchNorm's double "
+                        "backward overflows in half precision): use trainer.amp=bf16, or set "
+                        "model.discriminator.norm=layer (or none, instance)")
 
 
 def system_from_checkpoint(state: dict, trust: bool = False) -> System:

@@ -16,27 +16,39 @@ FORMAT_VERSION = 1
 LAST = "last.pt"
 
 
-def rng_state() -> dict:
-    """Every random stream a training step can touch, as tensors and ints (loadable with weights_only)."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every random stream a training step can touch, as tensors and ints (loadable with weights_only): the CPU's
+    and, when training on a GPU, that GPU's (the others draw nothing for this run)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
+        "device": device.type if device is not None else "cpu",
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore rng_state(); the saved GPU stream goes to the training device, whatever its index. A resume whose
+    random streams cannot continue exactly (another kind of device) says so in one line."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    here = device.type if device is not None else "cpu"
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # gantrain <= 0.2.0 saved every visible GPU's: take the one at this index
+        cuda = cuda[device.index or 0] if here == "cuda" and len(cuda) > (device.index or 0) else None
+    saved = state.get("device", "cuda" if cuda is not None else "cpu")
+    if here == "cuda" and cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+    if saved != here or (here == "cuda" and cuda is None):
+        log.warning("resuming on %s a run whose checkpoint was written on %s: the random streams on the device "
+                    "differ, so the resumed run will not repeat the uninterrupted one exactly", here, saved)
 
 
 def previous_size(path: Path) -> int:

@@ -25,12 +25,14 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env() -> None:
-    """Join the process group torchrun described in the environment (NCCL on GPUs, gloo on CPUs)."""
+    """Join the process group torchrun described in the environment: gloo for CPU tensors, and on a GPU node
+    NCCL for CUDA ones, so `trainer.device=cpu` (decided only after this, when the config is composed) trains
+    with gloo there too instead of handing CPU tensors to NCCL."""
     global _control_group
     if dist.is_initialized() or not launched_by_torchrun():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend, timeout=timedelta(minutes=30))
     _control_group = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
@@ -88,6 +90,20 @@ def largest(value: int) -> int:
 def anyone(flag: bool) -> bool:
     """True on every rank when it is true on any."""
     return bool(largest(int(flag)))
+
+
+NEVER = 2**62  # earliest()'s stand-in for "none"
+
+
+def earliest(step: int | None) -> int | None:
+    """The smallest of the ranks' values (None where a rank has none), on every rank: a divergence seen by one
+    rank stops all of them at the same check, before rank 0 writes a grid or a checkpoint of it."""
+    if world_size() == 1:
+        return step
+    t = torch.tensor([NEVER if step is None else step], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=_control_group)
+    value = int(t.item())
+    return None if value == NEVER else value
 
 
 def weights_agree(modules: list[nn.Module]) -> bool:

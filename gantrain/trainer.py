@@ -226,16 +226,20 @@ class Trainer:
         With trainer.nan_policy=skip an update whose loss or gradients are not finite is dropped (this
         costs one host-device sync per update); with `stop` the loss is only watched on the device.
         """
+        fp16 = scaler.is_enabled()
+        if fp16:  # input-gradient penalties differentiate the output times this scale (penalties.py)
+            self.system.loss_scale = scaler.scale(torch.ones((), device=self.device))
         with frozen(list(frozen_params)), torch.autocast(self.device.type, self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, stats = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         skip_bad = self.settings.nan_policy == "skip"
-        if measure or self.settings.grad_clip or skip_bad:
+        if measure or self.settings.grad_clip or skip_bad or fp16:
             scaler.unscale_(opt)
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
-            if skip_bad and not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
+            # under DDP every rank skips, or none does (a rank alone skipping would leave the replicas apart)
+            if skip_bad and distributed.anyone(not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm))):
                 opt.zero_grad(set_to_none=True)
                 scaler.update()
                 self.skipped += 1
@@ -244,7 +248,15 @@ class Trainer:
                 torch.nn.utils.clip_grads_with_norm_(params, self.settings.grad_clip, norm)
             if measure:
                 stats[f"grad_norm/{name}"] = norm.detach()
-        if not skip_bad:
+        if not skip_bad and fp16:
+            # non-finite gradients are an fp16 overflow the GradScaler handles (it skips the step and lowers its
+            # scale), even when they made the loss non-finite too (a penalty's scaled input gradient); but
+            # gradients still not finite at a scale below 1 are no overflow: the model diverged (or D never
+            # trains), which the watch reports as a non-finite loss
+            grads_bad = ~torch.isfinite(norm)
+            verdict = torch.where(self.system.loss_scale < 1, torch.nan, 0.0).to(loss.dtype)
+            self.watch.observe(torch.where(grads_bad, verdict, loss.detach()))
+        elif not skip_bad:
             self.watch.observe(loss)
         scaler.step(opt)
         scaler.update()
@@ -318,7 +330,8 @@ class Trainer:
 
     def finish(self) -> None:
         """Last grid and checkpoint (unless this step already has them), final.png and progress.gif."""
-        if self.logger.last_grid is None or self.step % self.settings.sample_every:
+        # rank 0's logger knows whether this step has its grid; all ranks follow it (sample() agrees on NaNs)
+        if distributed.broadcast_from_main(self.logger.last_grid is None or bool(self.step % self.settings.sample_every)):
             self.sample()
         if self.settings.eval_every and self.step % self.settings.eval_every:
             self.evaluate()
@@ -349,7 +362,7 @@ class Trainer:
         """Stop the run (keeping the last good checkpoint) once a loss has been NaN or infinite."""
         if self.settings.nan_policy == "skip":
             return
-        bad = self.watch.first_bad_step()
+        bad = distributed.earliest(self.watch.first_bad_step())  # every rank stops at the same check
         if bad is None:
             return
         kept = f"the last good checkpoint is {self.saved_path}" if self.saved_path else "no checkpoint was written"
@@ -383,7 +396,7 @@ class Trainer:
             "step": self.step,
             "optimizers": {"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
             "scalers": {"generator": self.scaler_g.state_dict(), "discriminator": self.scaler_d.state_dict()},
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
             "batches": self.batches.state_dict(),
             "data_shape": list(self.data.shape),
             "num_classes": self.data.num_classes,
@@ -450,7 +463,7 @@ class Trainer:
         self.evaluations = list(state.get("evaluations", []))
         self.early.load_state_dict(state.get("early_stopping", {}))
         self.seconds_before = float(state.get("run_seconds", 0.0))
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
         self.step = self.saved_step = int(state["step"])
         if self.world > 1:  # the saved streams are rank 0's: give each rank its own again
             torch.manual_seed(self.seed + 1_000_003 * self.rank + self.step)

@@ -145,6 +145,7 @@ SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placehold
     "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
     "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
+    "gpu_check.py": ["--steps", "2"],  # without a GPU it only says so; with one, 2 timed steps per row
 }
 
 
@@ -457,8 +458,13 @@ def check_eval_speed(outcome: Outcome, ws: Workspace) -> None:
     assert re.search(r"^evaluation 1: 64 samples in .* fid ", outcome.output, re.M), outcome.explain()
 
 
+def check_gpu_check(outcome: Outcome, ws: Workspace) -> None:
+    no_gpu = outcome.output.startswith("gpu_check: no CUDA GPU found")
+    assert no_gpu or re.search(r"^check\s+result\s+images/s", outcome.output, re.M), outcome.explain()
+
+
 SCRIPT_CHECKS = {"make_unpaired_demo.py": check_make_unpaired_demo, "readme_pictures.py": check_readme_pictures,
-                 "bench.py": check_bench, "eval_speed.py": check_eval_speed}
+                 "bench.py": check_bench, "eval_speed.py": check_eval_speed, "gpu_check.py": check_gpu_check}
 
 
 def docs_state() -> dict[str, float]:

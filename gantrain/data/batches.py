@@ -39,6 +39,36 @@ def describe_skipped(skipped: dict[str, int], total: int, when: str = "") -> str
     return f"skipped {sum(skipped.values()):,} of {total:,} files{when}: {reasons}"
 
 
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether a data set of `nbytes` may live on the training device: on a GPU, when it takes at most half of the
+    memory free there now (the rest is for the networks, activations and optimizer state); elsewhere always."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 2
+
+
+def pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Page-locked host memory (from PyTorch's caching host allocator, which keeps a block until the copies that
+    read it are done): what a host-to-device copy can read without making the CPU wait."""
+    return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A per-step host-to-device copy that does not make the CPU wait for the GPU: from pinned memory, non-blocking."""
+    if device.type != "cuda":
+        return t.to(device)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+
+
+def gather_to(x: Tensor, idx: Tensor, device: torch.device) -> Tensor:
+    """Rows `idx` of a host tensor on the device: gathered straight into pinned memory, copied without waiting."""
+    if device.type != "cuda":
+        return x[idx].to(device)
+    rows = torch.index_select(x, 0, idx, out=pinned_empty((len(idx), *x.shape[1:]), x.dtype))
+    return rows.to(device, non_blocking=True)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
     """The permutation of epoch `epoch` and one flip coin per position, both from (seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -79,13 +109,20 @@ class Batches:
 
 
 class MemoryBatches(Batches):
-    """Batches indexed straight out of a tensor on the training device: no workers, no copies per step."""
+    """Batches indexed straight out of a tensor on the training device: no workers, no copies per step. A set
+    too large for the GPU's free memory (fits_on_device) stays in host memory instead, and each batch is
+    gathered into pinned memory and copied asynchronously."""
 
     def __init__(self, x: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device, hflip: bool,
                  rank: int = 0, world: int = 1):
         super().__init__(len(x), batch_size, seed, device, hflip, rank, world)
-        self.x = x.to(device)
-        self.labels = labels.to(device) if labels is not None else None
+        self.resident = fits_on_device(x.nbytes + (labels.nbytes if labels is not None else 0), device)
+        if not self.resident:
+            log.info("the data (%.1f GB) stays in host memory: it would take over half of %s's free memory; "
+                     "each batch is copied there asynchronously", x.nbytes / 2**30, device)
+        home = device if self.resident else torch.device("cpu")
+        self.x = x.to(home)
+        self.labels = labels.to(home) if labels is not None else None
         self._order_epoch = -1
 
     def __next__(self) -> Batch:
@@ -93,10 +130,16 @@ class MemoryBatches(Batches):
             self.epoch, self.position = self.epoch + 1, 0
         if self._order_epoch != self.epoch:
             order, flips = epoch_order(self.n, self.seed, self.epoch)
-            self._order, self._flips, self._order_epoch = order.to(self.device), flips.to(self.device), self.epoch
+            home = self.x.device  # where the data is: the order indexes it there
+            self._order, self._flips, self._order_epoch = order.to(home), flips.to(home), self.epoch
         span = self.span(self.position)
         self.position += 1
         idx = self._order[span]
+        if not self.resident:  # host data: this batch's rows, its flips and labels copied without waiting
+            batch = {"real": self._finish(gather_to(self.x, idx, self.device), to_device(self._flips[span], self.device))}
+            if self.labels is not None:
+                batch["label"] = gather_to(self.labels, idx, self.device)
+            return batch
         batch = {"real": self._finish(self.x[idx], self._flips[span])}
         if self.labels is not None:
             batch["label"] = self.labels[idx]
@@ -129,6 +172,8 @@ class LoaderBatches(Batches):
             dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(seed),  # its own seed source: the global RNG stays untouched
+            # under torchrun, workers forked from a process whose NCCL threads run can deadlock (DDP's notes)
+            multiprocessing_context="forkserver" if world > 1 and workers > 0 else None,
         )
         self._iter, self._flips_epoch = None, -1
         self.unreadable = 0  # rows dropped so far, for any reason
@@ -152,12 +197,13 @@ class LoaderBatches(Batches):
                 self.skipped[reason] = self.skipped.get(reason, 0) + n
             log.warning(describe_skipped(self.skipped, self.n, " in this epoch so far"))
             images, labels = images[readable], labels[readable]
-        if self._flips_epoch != self.epoch:
-            self._flips, self._flips_epoch = epoch_order(self.n, self.seed, self.epoch)[1], self.epoch
-        flips = self._flips[self.span(self.position)][readable]
+        if self._flips_epoch != self.epoch:  # the epoch's flips go to the device once, without waiting
+            self._flips, self._flips_epoch = to_device(epoch_order(self.n, self.seed, self.epoch)[1], self.device), self.epoch
+        flips = self._flips[self.span(self.position)]
+        if not readable.all():
+            flips = flips[to_device(readable, self.device)]
         self.position += 1
-        non_blocking = self.device.type == "cuda"
-        batch = {"real": self._finish(images.to(self.device, non_blocking=non_blocking), flips.to(self.device))}
+        batch = {"real": self._finish(to_device(images, self.device), flips)}  # pinned by the DataLoader on GPUs
         if labels.numel() and labels.min() >= 0:
-            batch["label"] = labels.to(self.device, non_blocking=non_blocking)
+            batch["label"] = to_device(labels, self.device)
         return batch

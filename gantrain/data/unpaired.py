@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gantrain.data.base import Data, TensorData
-from gantrain.data.batches import Batches, epoch_order
+from gantrain.data.batches import Batches, epoch_order, fits_on_device, to_device
 from gantrain.pixels import to_model_range
 from gantrain.data.folder import folder
 from gantrain.errors import UserError
@@ -67,7 +67,10 @@ class UnpairedData(Data):
 class UnpairedBatches(Batches):
     def __init__(self, data: UnpairedData, batch_size: int, seed: int, device: torch.device, rank: int, world: int):
         super().__init__(len(data.a), batch_size, seed, device, data.hflip, rank, world)
-        self.data, self.a, self.b = data, data.a.to(device), data.b.to(device)
+        # both domains on the training device when they fit there (batches.fits_on_device), else in host memory
+        self.resident = fits_on_device(data.a.nbytes + data.b.nbytes, device)
+        home = device if self.resident else torch.device("cpu")
+        self.data, self.a, self.b = data, data.a.to(home), data.b.to(home)
         self._order_epoch = -1
 
     def __next__(self) -> dict[str, Tensor]:
@@ -91,7 +94,8 @@ class UnpairedBatches(Batches):
         for i, (top, left), flip in zip(idx.tolist(), offsets, flips):
             crop = images[i, :, top:top + size, left:left + size]
             crops.append(crop.flip(-1) if flip and self.hflip else crop)
-        return to_model_range(torch.stack(crops))
+        stacked = torch.stack(crops)
+        return to_model_range(stacked if self.resident else to_device(stacked, self.device))
 
 
 def unpaired(root: str, image_size: int = 256, load_size: int | None = None, channels: int = 3, hflip: bool = True,

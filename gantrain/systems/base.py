@@ -42,6 +42,9 @@ class System(nn.Module):
         super().__init__()
         self.num_classes = num_classes  # > 0: conditional; sample() and the evaluator pass class labels
         self.step = 0  # the Trainer's step count, set before each step (lazy penalties, EMA warm-up)
+        # under trainer.amp=fp16, the GradScaler's loss scale (a device tensor), set by the Trainer before each
+        # loss: a penalty on input gradients differentiates the output times it (penalties.per_sample_grad)
+        self.loss_scale: Tensor | None = None
 
     @property
     def conditional(self) -> bool:

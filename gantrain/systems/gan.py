@@ -94,11 +94,11 @@ class GAN(System):
             **self.loss.extra_stats(real_logits.float(), fake_logits.float()),
         }
         if self.loss.gp:
-            penalty = gradient_penalty(lambda x: self.critic(x, real_labels).float(), real, fake)
+            penalty = gradient_penalty(lambda x: self.critic(x, real_labels).float(), real, fake, self.loss_scale)
             loss = loss + self.loss.gp * penalty
             stats["D/gradient_penalty"] = penalty.detach()
         if self.loss.r1 and self.step % self.loss.r1_every == 0:  # lazy: every r1_every steps, weighted up
-            penalty = r1_penalty(lambda x: self.critic(x, real_labels).float(), real)
+            penalty = r1_penalty(lambda x: self.critic(x, real_labels).float(), real, self.loss_scale)
             loss = loss + 0.5 * self.loss.r1 * self.loss.r1_every * penalty
             stats["D/r1_penalty"] = penalty.detach()
         stats["loss/D"] = loss.detach()
