@@ -24,7 +24,6 @@ share of peak is against this machine's measured matmul throughput in the same p
 import argparse
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,7 +35,6 @@ import torchvision.transforms as transforms
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # compose_config: the real configs, as the CLI composes them
 
 
 # ----------------------------------------------------------------------------- seed 003, verbatim nets
@@ -181,11 +179,20 @@ def cs231n_steps(root: Path, batch_size: int, workers: int = 2):
 
 
 # ----------------------------------------------------------------------------- gantrain
+def compose_config(*overrides: str):
+    """The real configs, as `gantrain <overrides>` composes them."""
+    from hydra import compose, initialize_config_module
+
+    import gantrain.cli  # noqa: F401  (registers gantrain's config resolvers and schemas, as the command does)
+
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
 def gantrain_steps(overrides: list[str], run_dir: Path):
     """gantrain's own loop body (Trainer.train_step + periodic logging), one step per next()."""
     from omegaconf import OmegaConf
 
-    from conftest import compose_config
     from gantrain.build import build_trainer
 
     cfg = compose_config(*overrides, "trainer.progress=false", "trainer.sample_every=1000000",

@@ -1,39 +1,93 @@
-"""Shared test helpers: compose the real configs, and make small datasets on disk (no downloads)."""
+"""Shared test helpers, as fixtures: the real configs composed, small datasets made on disk (no downloads), the
+tiny settings every quick run uses, one helper that trains, one shared trained run, and the console commands
+run as real processes without paying for a fresh interpreter each time.
+
+Fixtures (tests ask for them by name; nothing here is imported by a test):
+
+    compose        compose(*overrides): the real configs, as `gantrain <overrides>` composes them
+    tiny           the override tuple of the tiny GAN: trainer=debug with 8-channel networks
+    tiny_cyclegan  the override tuple of a tiny CycleGAN (add data.root=...)
+    make_data      make_data.mnist(root, n=64, folder="MNIST"), .image_tree(root, classes, per_class, size),
+                   .unpaired(root, per_domain): small datasets written under root, which is returned
+    mnist_root     a fresh tiny MNIST (64 training images) in its own folder
+    image_tree     a fresh folder of two classes of 6 small images each
+    train          train(*overrides, run_dir=None, base=tiny, fit=True) -> the Trainer, trained (its run_dir: a
+                   fresh folder unless given); base=() for a preset of one's own, fit=False to get it untrained
+    tiny_run       a 4-step run of the tiny GAN on the bundled digits, trained once per session: read it only
+                   (copy it before resuming or writing into it)
+    cli            cli.run(*argv, cwd=..., env=None, timeout=300, check=False) -> subprocess.CompletedProcess and
+                   cli.start(*argv, cwd=..., env=None) -> a process to signal, kill and wait for: argv is a console
+                   script (`gantrain`, `gantrain-sample`, `gantrain-eval`) or what follows `python` (`-c CODE`,
+                   `-m MODULE`, `path/to/script.py`), run as a real process forked from a warm interpreter
+    tensors_held   tensors_held(module): every tensor a module holds, by name
+    stop_loader_workers  stop_loader_workers(): shut down the DataLoader workers the running test made so far
+                   (done anyway when a test ends; see below)
+"""
+
+from __future__ import annotations
 
 import atexit
+import itertools
+import json
 import os
+import shlex
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import tempfile
+import weakref
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
-from hydra import compose, initialize_config_module
+from hydra import compose as hydra_compose, initialize_config_module
 from PIL import Image
 
-import gantrain.cli  # noqa: F401  (registers the config resolvers)
+if TYPE_CHECKING:
+    import torch
 
-# Under pytest-xdist the two workers share the two cores: one thread each (and in the programs the tests start),
-# since OpenMP threads that outnumber the cores spin and can run ten times slower.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-else:
-    torch.set_num_threads(2)
+
+def pytest_configure(config):
+    """Set up the processes that run tests; xdist's controller, which only hands tests out, needs none of it (and
+    would take seconds importing torch before the workers start)."""
+    worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    if not worker and config.getoption("numprocesses", None):
+        return
+    # Under pytest-xdist the two workers share the two cores: one thread each (and in the programs the tests
+    # start), since OpenMP threads that outnumber the cores spin and can run ten times slower.
+    if worker:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    import gantrain.cli  # noqa: F401  (registers the config resolvers)
+
+    torch.set_num_threads(1 if worker else 2)
+    track_data_loaders()
+
 
 # Every cache gantrain writes goes to a fresh folder for this session, never the user's ~/.cache/gantrain; set at
-# import so the CLI run in subprocesses inherits it.
+# import so the commands the tests start inherit it.
 if "GANTRAIN_CACHE" not in os.environ:
     os.environ["GANTRAIN_CACHE"] = tempfile.mkdtemp(prefix="gantrain-test-cache-")
     atexit.register(shutil.rmtree, os.environ["GANTRAIN_CACHE"], ignore_errors=True)
 
+TINY = ("trainer=debug", "model.generator.width=8", "model.discriminator.width=8")
+TINY_CYCLEGAN = ("experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36",
+                 "model.generator.n_blocks=1", "model.generator.width=8", "model.discriminator.width=8",
+                 "trainer.batch_size=4")
 
+
+# ------------------------------------------------------------------ configs and data (plain functions, used below)
 def compose_config(*overrides: str):
     """The real configs, as `gantrain <overrides>` would compose them (hydra node left out)."""
+    import gantrain.cli  # noqa: F401  (registers the config resolvers)
+
     with initialize_config_module("gantrain.configs", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=list(overrides))
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -77,9 +131,11 @@ def make_image_tree(root: Path, classes=("cats", "dogs"), per_class: int = 6, si
     return root
 
 
-def tensors_held(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+def held_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every tensor a module holds, by name: parameters, buffers, extra state (e.g. CycleGAN's image pools)
     and plain tensor attributes, in lists and dicts too. A resume must leave all of them on the device."""
+    import torch
+
     found = dict(module.named_parameters()) | dict(module.named_buffers())
 
     def walk(name: str, value) -> None:
@@ -102,6 +158,26 @@ def tensors_held(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return found
 
 
+@pytest.fixture(scope="session")
+def compose():
+    return compose_config
+
+
+@pytest.fixture(scope="session")
+def tiny() -> tuple[str, ...]:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_cyclegan() -> tuple[str, ...]:
+    return TINY_CYCLEGAN
+
+
+@pytest.fixture(scope="session")
+def make_data() -> SimpleNamespace:
+    return SimpleNamespace(mnist=make_mnist, image_tree=make_image_tree, unpaired=make_unpaired)
+
+
 @pytest.fixture
 def mnist_root(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("data"))
@@ -110,3 +186,243 @@ def mnist_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def image_tree(tmp_path_factory) -> Path:
     return make_image_tree(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def tensors_held():
+    return held_tensors
+
+
+# ------------------------------------------------------------------ training in this process
+@pytest.fixture(scope="session")
+def train(tmp_path_factory):
+    """train(*overrides, run_dir=None, base=TINY, fit=True): the Trainer of `base + overrides` (built with no meta:
+    build_trainer records config and version itself), trained into run_dir (default: a fresh folder); fit=False
+    returns it built but untrained. Session-scoped, so module- and session-scoped fixtures can train too."""
+    from gantrain.build import build_trainer
+
+    def train(*overrides: str, run_dir=None, base=TINY, fit: bool = True):
+        run_dir = Path(run_dir) if run_dir is not None else tmp_path_factory.mktemp("train") / "run"
+        trainer = build_trainer(compose_config(*base, *overrides), run_dir)
+        if fit:
+            trainer.fit()
+        return trainer
+
+    return train
+
+
+@pytest.fixture(scope="session")
+def tiny_run(train) -> Path:
+    """4 steps (trainer=debug) of the tiny GAN on the bundled digits, checkpointed at steps 2 and 4: for tests that
+    only read a run (sample it, load or doctor its checkpoint, resume it elsewhere). Copy it to write into it."""
+    return train().run_dir
+
+
+# ------------------------------------------------------------------ DataLoader workers left running
+# Streamed data (in_memory=false) keeps persistent DataLoader workers after Trainer.fit. When the garbage collector
+# later reaches their iterator, its queues are already closed and shutting the workers down waits 5 s per worker,
+# in whichever test happens to be running then; shut down explicitly, it takes milliseconds. So the iterators a
+# test's body made are shut down when it ends (and `stop_loader_workers()` does it sooner, e.g. per example).
+_ITERATORS: list = []  # weak references to the DataLoader iterators with workers, in order of creation
+_CALL_START = [0]  # how many of them existed when the running test's body began
+
+
+def track_data_loaders() -> None:
+    from torch.utils.data import DataLoader
+
+    make_iterator = DataLoader.__iter__
+
+    def tracked_iter(self):
+        iterator = make_iterator(self)
+        if hasattr(iterator, "_shutdown_workers"):  # one with worker processes
+            _ITERATORS.append(weakref.ref(iterator))
+        return iterator
+
+    DataLoader.__iter__ = tracked_iter
+
+
+def _stop_loader_workers() -> None:
+    """Shut down the workers of every DataLoader iterator the running test's body made."""
+    for ref in _ITERATORS[_CALL_START[0]:]:
+        iterator = ref()
+        if iterator is not None:
+            iterator._shutdown_workers()
+    del _ITERATORS[_CALL_START[0]:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    _CALL_START[0] = len(_ITERATORS)  # iterators of fixtures that outlive the test are left alone
+    yield
+    _stop_loader_workers()
+
+
+@pytest.fixture(scope="session")
+def stop_loader_workers():
+    return _stop_loader_workers
+
+
+# ------------------------------------------------------------------ the console commands as real processes
+# A command run as `subprocess.run(["gantrain", ...])` spends ~5 s importing torch, torchvision, Hydra, scikit-learn
+# and TensorBoard before it does anything. Here one server process imports them once and forks a child per command:
+# each child is a real process of its own (its pid, exit status, signals, file descriptors, cwd and environment;
+# it ends through the normal interpreter exit, atexit handlers included) running exactly what the console script
+# or `python ARGV` runs.
+SERVER = r'''
+import gc, importlib, importlib.metadata, json, os, runpy, select, shutil, signal, sys, time
+
+for name in ("gantrain.cli", "gantrain.build", "gantrain.sampling", "gantrain.translate", "gantrain.metrics.command",
+             "sklearn.datasets", "tensorboard.backend.event_processing.event_accumulator"):
+    try:  # warm-up only: a command imports whatever it needs itself
+        importlib.import_module(name)
+    except ImportError:
+        pass
+gc.collect()
+gc.freeze()  # the children's garbage collector (and exit) skip what is shared: their exit takes 0.4 s instead of 1.4 s
+
+channel = os.fdopen(os.dup(1), "w", buffering=1)
+children = set()
+for line in sys.stdin:
+    request = json.loads(line)
+    if "wait" in request:
+        pid, deadline = request["wait"], time.monotonic() + request["timeout"]
+        try:
+            ended = os.pidfd_open(pid)  # readable once the child ends: waiting without polling
+        except (AttributeError, OSError):
+            ended = None
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            if ended is None:
+                time.sleep(0.005)
+            else:
+                select.select([ended], [], [], max(0.0, deadline - time.monotonic()))
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if ended is not None:
+            os.close(ended)
+        if done:
+            children.discard(pid)
+        channel.write(json.dumps(os.waitstatus_to_exitcode(status) if done else None) + "\n")
+        continue
+    pid = os.fork()
+    if pid == 0:
+        break
+    children.add(pid)
+    channel.write(json.dumps(pid) + "\n")
+else:  # the session is over: end what is still running
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    sys.exit(0)
+
+# ---- the child: one command
+os.setpgid(0, 0)  # its own process group, so that a timeout ends its workers too
+channel.close()
+for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+    opened = os.open(path, flags, 0o644)
+    os.dup2(opened, fd)
+    os.close(opened)
+os.chdir(request["cwd"])
+os.environ.clear()
+os.environ.update(request["env"])
+sys.path[1:1] = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+argv = request["argv"]
+del line, request, children, pid, channel
+if argv[0] == "-c":  # python -c CODE ARGS
+    sys.argv = ["-c", *argv[2:]]
+    exec(compile(argv[1], "<string>", "exec"), globals())
+elif argv[0] == "-m":  # python -m MODULE ARGS
+    sys.argv = [argv[1], *argv[2:]]
+    sys.path[0] = os.getcwd()
+    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+elif argv[0].endswith(".py"):  # python SCRIPT ARGS
+    sys.argv = list(argv)
+    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    runpy.run_path(argv[0], run_name="__main__")
+else:  # a console script, as the wrapper pip installed runs it
+    (entry,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == argv[0]]
+    sys.argv = [shutil.which(argv[0]) or argv[0], *argv[1:]]
+    sys.exit(entry.load()())
+'''
+
+
+class Command:
+    """A command started by `cli.start`: the parts of subprocess.Popen the tests use."""
+
+    def __init__(self, server: "CommandServer", pid: int, argv: list[str], out: Path, err: Path):
+        self.server, self.pid, self.args, self.out, self.err = server, pid, argv, out, err
+        self.returncode: int | None = None
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            code = self.server.request({"wait": self.pid, "timeout": 1e9 if timeout is None else timeout})
+            if code is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = code
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.out.read_text(errors="replace"), self.err.read_text(errors="replace")
+
+
+class CommandServer:
+    def __init__(self, folder: Path):
+        self.folder, self.count = folder, itertools.count()
+        self.log = folder / "server.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=log, text=True, bufsize=1)
+
+    def request(self, message: dict):
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the command server ended:\n{self.log.read_text()}")
+        return json.loads(reply)
+
+    def start(self, *argv: str, cwd=None, env: dict | None = None) -> Command:
+        n = next(self.count)
+        out, err = self.folder / f"{n}.out", self.folder / f"{n}.err"
+        argv = [str(a) for a in argv]
+        pid = self.request({"argv": argv, "cwd": str(cwd or os.getcwd()), "env": dict(os.environ if env is None else env),
+                            "stdout": str(out), "stderr": str(err)})
+        return Command(self, pid, argv, out, err)
+
+    def run(self, *argv: str, cwd=None, env: dict | None = None, timeout: float = 300,
+            check: bool = False) -> subprocess.CompletedProcess:
+        command = self.start(*argv, cwd=cwd, env=env)
+        try:
+            command.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()
+            raise
+        out, err = command.communicate()
+        done = subprocess.CompletedProcess(command.args, command.returncode, out, err)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{shlex.join(command.args)} exited {done.returncode}\n{out}\n{err}")
+        return done
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        self.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def cli(tmp_path_factory):
+    server = CommandServer(tmp_path_factory.mktemp("commands"))
+    yield server
+    server.close()

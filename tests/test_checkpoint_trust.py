@@ -3,14 +3,12 @@ config, whose targets must be gantrain's own unless the user says trust_checkpoi
 
 import os
 import pickle
-import subprocess
-import sys
+import shutil
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from gantrain.build import build_trainer, system_from_checkpoint
+from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
 from gantrain.errors import UserError
 from gantrain.trust import check_saved_config, shipped_targets
@@ -27,14 +25,10 @@ class Payload:
 
 
 @pytest.fixture(scope="module")
-def evil_checkpoint(tmp_path_factory):
+def evil_checkpoint(tiny_run, tmp_path_factory):
     """A real gantrain checkpoint whose config.loss is torch.load of a pickle that creates `marker`."""
     base = tmp_path_factory.mktemp("evil")
-    with initialize_config_module("gantrain.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["trainer=debug", "trainer.max_steps=1", "trainer.grid_size=4", "model.generator.width=8",
-                                           "model.discriminator.width=8"])
-    run = base / "run"
-    build_trainer(cfg, run).fit()  # no meta: build_trainer records the config itself
+    run = shutil.copytree(tiny_run, base / "run")  # built with no meta: build_trainer records the config itself
     marker = base / "PWNED"
     with open(base / "payload.pkl", "wb") as f:
         pickle.dump(Payload(str(marker)), f)
@@ -45,22 +39,17 @@ def evil_checkpoint(tmp_path_factory):
     return evil, marker
 
 
-def run_command(args: list[str], cwd) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    code = "import sys; from gantrain import cli; sys.argv[0] = sys.argv[1]; del sys.argv[1]; getattr(cli, sys.argv.pop(1))()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.parametrize("command", [
-    ["gantrain-sample", "sample", "run={evil}", "n=4", "out={tmp}/s.npz"],
-    ["gantrain-eval", "evaluate", "run={evil}", "num_samples=4", "classifier_epochs=1", "out={tmp}/m.json"],
-    ["gantrain", "train", "trainer.resume={evil}", "trainer.max_steps=2"],
+    ["gantrain-sample", "run={evil}", "n=4", "out={tmp}/s.npz"],
+    ["gantrain-eval", "run={evil}", "num_samples=4", "classifier_epochs=1", "out={tmp}/m.json"],
+    ["gantrain", "trainer.resume={evil}", "trainer.max_steps=6"],
 ], ids=["sample", "eval", "resume"])
-def test_every_command_that_reads_a_checkpoint_refuses_a_config_that_names_foreign_code(evil_checkpoint, command, tmp_path):
+def test_every_command_that_reads_a_checkpoint_refuses_a_config_that_names_foreign_code(cli, evil_checkpoint, command,
+                                                                                         tmp_path):
     evil, marker = evil_checkpoint
     marker.unlink(missing_ok=True)
     args = [a.format(evil=evil, tmp=tmp_path) for a in command]
-    done = run_command(args, tmp_path)
+    done = cli.run(*args, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
     assert not marker.exists(), "the checkpoint's config ran code"
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]

@@ -2,8 +2,6 @@
 sweeps) and refuses, in one line, what Hydra refuses: it is tested against Hydra itself."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -97,9 +95,9 @@ def test_both_spellings_of_debug_together_are_one_line():
     check_command_line(["trainer=debug", "debug=none"])
 
 
-def test_our_flag_parser_knows_every_flag_of_hydras_own():
+def test_our_flag_parser_knows_every_flag_of_hydras_own(cli, tmp_path):
     """Hydra's own list of its flags, as `--hydra-help` prints it (its public help, not its internals)."""
-    done = subprocess.run([sys.executable, "-m", "gantrain", "--hydra-help"], capture_output=True, text=True, timeout=120)
+    done = cli.run("-m", "gantrain", "--hydra-help", cwd=tmp_path, timeout=120)
     flags_part = done.stdout.split("== Flags ==")[1].split("== Configuration groups ==")[0]
     theirs = {flag for line in flags_part.splitlines() if line.startswith("--")
               for flag in line.split(" : ")[0].split(",")}
@@ -107,12 +105,11 @@ def test_our_flag_parser_knows_every_flag_of_hydras_own():
     assert len(theirs) >= 20 and theirs <= ours, f"flags Hydra has and the pre-check does not know: {sorted(theirs - ours)}"
 
 
-def test_a_model_from_the_search_path_trains_through_the_real_command(own_model):
+def test_a_model_from_the_search_path_trains_through_the_real_command(cli, own_model):
     env = {**os.environ, "PYTHONPATH": f"{own_model}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("HYDRA_FULL_ERROR", None)  # the pre-check runs
-    done = subprocess.run([sys.executable, "-m", "gantrain", "hydra.searchpath=[file://my_configs]", "model=mygan",
-                           "trainer=debug", "trainer.max_steps=1", "hydra.run.dir=run"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = cli.run("-m", "gantrain", "hydra.searchpath=[file://my_configs]", "model=mygan", "trainer=debug",
+                   "trainer.max_steps=1", "hydra.run.dir=run", cwd=own_model, env=env)
     assert done.returncode == 0, done.stderr
     assert (own_model / "run" / "checkpoints" / "last.pt").is_file()
     assert "mypackage.nets.Generator" in (own_model / "run" / "config.yaml").read_text()

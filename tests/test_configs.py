@@ -2,8 +2,6 @@
 
 import json
 import pickle
-import subprocess
-import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import compose_config, make_image_tree, make_mnist, make_unpaired
 from gantrain.build import build_data, build_system, build_trainer
 
 CONFIGS = Path(str(files("gantrain.configs")))
@@ -44,22 +40,29 @@ def make_celeba(root: Path, n: int = 10) -> Path:
     return root / "celeba"
 
 
+@pytest.fixture(scope="module")
+def data_roots(make_data, tmp_path_factory):
+    """A data.root override per dataset, pointing at small files made once here (the tests only read them)."""
+    base = tmp_path_factory.mktemp("data")
+    return {
+        "mnist": [f"data.root={make_data.mnist(base / 'm')}"],
+        "fashion_mnist": [f"data.root={make_data.mnist(base / 'f', folder='FashionMNIST')}"],
+        "cifar10": [f"data.root={make_cifar(base / 'c')}"],
+        "celeba": [f"data.root={make_celeba(base / 'a')}"],
+        "folder": [f"data.root={make_data.image_tree(base / 'i')}", "data.image_size=32"],
+        "unpaired": [f"data.root={make_data.unpaired(base / 'u')}", "data.image_size=32"],
+        "digits": [], "gaussian2d": [],
+    }
+
+
 @pytest.fixture
-def data_overrides(tmp_path, monkeypatch):
-    """A data.root override per dataset, pointing at small files made here."""
+def data_overrides(data_roots, monkeypatch):
+    """data_roots, with torchvision's md5 check of the tiny CIFAR pickles patched out in this process."""
     import torchvision
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
-    return {
-        "mnist": [f"data.root={make_mnist(tmp_path / 'm')}"],
-        "fashion_mnist": [f"data.root={make_mnist(tmp_path / 'f', folder='FashionMNIST')}"],
-        "cifar10": [f"data.root={make_cifar(tmp_path / 'c')}"],
-        "celeba": [f"data.root={make_celeba(tmp_path / 'a')}"],
-        "folder": [f"data.root={make_image_tree(tmp_path / 'i')}", "data.image_size=32"],
-        "unpaired": [f"data.root={make_unpaired(tmp_path / 'u')}", "data.image_size=32"],
-        "digits": [], "gaussian2d": [],
-    }
+    return data_roots
 
 
 def test_groups_have_the_promised_options():
@@ -74,8 +77,8 @@ def test_groups_have_the_promised_options():
 
 
 @pytest.mark.parametrize("name", options("data"))
-def test_every_data_config_instantiates(name, data_overrides):
-    data = build_data(compose_config(f"data={name}", *data_overrides[name]))
+def test_every_data_config_instantiates(compose, name, data_overrides):
+    data = build_data(compose(f"data={name}", *data_overrides[name]))
     batch = next(data.batches(2, 0, torch.device("cpu")))
     for key in data.batch_keys:  # "real", or "A" and "B" for unpaired domains
         assert batch[key].shape == (2, *data.shape) and batch[key].dtype == torch.float32
@@ -86,8 +89,8 @@ SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 
 
 
 @pytest.mark.parametrize("name", options("model"))
-def test_every_model_config_instantiates_and_takes_a_step(name):
-    cfg = compose_config(f"model={name}")
+def test_every_model_config_instantiates_and_takes_a_step(compose, name):
+    cfg = compose(f"model={name}")
     system = build_system(cfg, SHAPE_FOR_MODEL[name], num_classes=10)
     images = lambda: torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1  # noqa: E731
     batch = {key: images() for key in system.batch_keys} | {"label": torch.randint(0, 10, (4,))}
@@ -98,36 +101,36 @@ def test_every_model_config_instantiates_and_takes_a_step(name):
 
 
 @pytest.mark.parametrize("name", options("loss"))
-def test_every_loss_config_instantiates(name):
-    loss = instantiate(compose_config(f"loss={name}").loss)
+def test_every_loss_config_instantiates(compose, name):
+    loss = instantiate(compose(f"loss={name}").loss)
     real, fake = torch.randn(5), torch.randn(5)
     assert torch.isfinite(loss.d(real, fake)) and torch.isfinite(loss.g(fake))
 
 
 @pytest.mark.parametrize("name", options("optim"))
-def test_every_optim_config_instantiates(name):
-    cfg = compose_config(f"optim={name}", "optim.discriminator.lr=0.123")
+def test_every_optim_config_instantiates(compose, name):
+    cfg = compose(f"optim={name}", "optim.discriminator.lr=0.123")
     g, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     opt_g, opt_d = instantiate(cfg.optim.generator)(g.parameters()), instantiate(cfg.optim.discriminator)(d.parameters())
     assert isinstance(opt_g, torch.optim.Optimizer) and opt_d.param_groups[0]["lr"] == 0.123
     assert opt_g.param_groups[0]["lr"] == cfg.optim.lr  # optim.lr sets both unless one is overridden
 
 
-def test_optim_lr_sets_both_networks():
-    cfg = compose_config("optim.lr=1e-3")
+def test_optim_lr_sets_both_networks(compose):
+    cfg = compose("optim.lr=1e-3")
     assert cfg.optim.generator.lr == cfg.optim.discriminator.lr == 1e-3
 
 
 @pytest.mark.parametrize("name", options("trainer"))
-def test_every_trainer_config_builds(name, tmp_path):
-    cfg = compose_config(f"trainer={name}")
+def test_every_trainer_config_builds(compose, name, tmp_path):
+    cfg = compose(f"trainer={name}")
     trainer = build_trainer(cfg, tmp_path)
     assert trainer.step == 0 and trainer.settings.max_steps == cfg.trainer.max_steps
 
 
 @pytest.mark.parametrize("name", options("logger"))
-def test_every_logger_config_instantiates(name, tmp_path):
-    logger = instantiate(compose_config(f"logger={name}").logger)(run_dir=tmp_path)
+def test_every_logger_config_instantiates(compose, name, tmp_path):
+    logger = instantiate(compose(f"logger={name}").logger)(run_dir=tmp_path)
     logger.scalars({"x": 1.0}, 1)
     logger.close()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -144,14 +147,14 @@ EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_d
 DEBUG_SECONDS, DEBUG_PEAK_MB = 20, 3000  # per preset, and the process's peak resident memory
 
 
-def test_every_experiment_trains_in_seconds_under_trainer_debug(data_overrides, tmp_path):
+def test_every_experiment_trains_in_seconds_under_trainer_debug(cli, data_roots, tmp_path):
     """Each preset with nothing but trainer=debug (its own image size, blocks and widths: debug must shrink
-    them) trains 4 steps within the ceilings; one subprocess, so its peak memory is the presets' own."""
-    roots = {name: [o for o in overrides if o.startswith("data.root=")] for name, overrides in data_overrides.items()}
+    them) trains 4 steps within the ceilings; one process of its own, so its peak memory is the presets' own."""
+    roots = {name: [o for o in overrides if o.startswith("data.root=")] for name, overrides in data_roots.items()}
     lines = {name: [f"experiment={name}", "trainer=debug", *roots.get(EXPERIMENT_DATA.get(name), [])]
              for name in options("experiment")}
     script = DEBUG_SCRIPT.format(lines=lines, out=str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    done = cli.run("-c", script, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(measured) == set(options("experiment"))
@@ -191,16 +194,16 @@ print(json.dumps(measured))
 """
 
 
-def test_cs231n_presets_carry_the_recipe():
+def test_cs231n_presets_carry_the_recipe(compose):
     for name in ("cs231n_vanilla", "cs231n_lsgan", "cs231n_dcgan"):
-        cfg = compose_config(f"experiment={name}")
+        cfg = compose(f"experiment={name}")
         assert cfg.model.z_dim == 96 and cfg.model.z_dist == "uniform" and cfg.trainer.batch_size == 128
         assert cfg.optim.generator.lr == 1e-3 and list(cfg.optim.generator.betas) == [0.5, 0.999]
-    assert compose_config("experiment=cs231n_lsgan").loss._target_.endswith("LSGAN")
+    assert compose("experiment=cs231n_lsgan").loss._target_.endswith("LSGAN")
 
 
-def test_seed_recipes():
-    celeba = compose_config("experiment=dcgan_celeba")
+def test_seed_recipes(compose):
+    celeba = compose("experiment=dcgan_celeba")
     assert celeba.trainer.batch_size == 128 and celeba.data.image_size == 64 and celeba.optim.lr == 2e-4
-    toy = compose_config("experiment=toy_gaussian")
+    toy = compose("experiment=toy_gaussian")
     assert toy.optim.discriminator.lr == 0.05 and toy.optim.generator.lr == 0.005 and toy.trainer.batch_size == 8

@@ -2,27 +2,19 @@
 networks, data, pool, losses, LR schedule, exact resume, grids and the translate command."""
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gantrain.trainer
-from conftest import compose_config, tensors_held
 from gantrain.build import build_trainer
 from gantrain.data.unpaired import unpaired
 from gantrain.errors import UserError
 from gantrain.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from gantrain.systems.cyclegan import ImagePool
-
-SMALL = ["experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36", "model.generator.n_blocks=1",
-         "model.generator.width=8", "model.discriminator.width=8", "trainer.batch_size=4"]
-
 
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
@@ -40,11 +32,14 @@ def toy_root(tmp_path_factory):
     return root
 
 
-def train(run_dir, root, *overrides):
-    cfg = compose_config(*SMALL, f"data.root={root}", *overrides)
-    trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}})
-    trainer.fit()
-    return trainer
+@pytest.fixture(scope="module")
+def train_toy(train, tiny_cyclegan, toy_root):
+    """train_toy(run_dir, *overrides, fit=True): conftest's `train` with the tiny CycleGAN on the toy domains."""
+
+    def train_toy(run_dir, *overrides, fit=True):
+        return train(f"data.root={toy_root}", *overrides, run_dir=run_dir, base=tiny_cyclegan, fit=fit)
+
+    return train_toy
 
 
 def test_networks_follow_the_paper():
@@ -95,8 +90,8 @@ def test_pool_returns_new_images_until_full_then_mixes_history():
     assert torch.equal(ImagePool(0).query(later), later)
 
 
-def test_cycle_loss_falls_and_tensorboard_has_every_term_and_the_grid(toy_root, tmp_path):
-    trainer = train(tmp_path / "run", toy_root, "trainer.max_steps=40", "trainer.log_every=5", "trainer.sample_every=40",
+def test_cycle_loss_falls_and_tensorboard_has_every_term_and_the_grid(train_toy, tmp_path):
+    trainer = train_toy(tmp_path / "run", "trainer.max_steps=40", "trainer.log_every=5", "trainer.sample_every=40",
                     "trainer.checkpoint_every=40", "optim.lr=1e-3")
     events = EventAccumulator(str(tmp_path / "run")).Reload()
     for tag in ("loss/G_AB", "loss/G_BA", "loss/D_A", "loss/D_B", "loss/cycle", "loss/identity", "loss/D", "loss/G"):
@@ -108,19 +103,19 @@ def test_cycle_loss_falls_and_tensorboard_has_every_term_and_the_grid(toy_root, 
     assert torch.equal(grid[:8], trainer.fixed["A"]) and torch.equal(grid[24:32], trainer.fixed["B"])
 
 
-def test_learning_rate_is_constant_then_falls_linearly_to_zero(toy_root, tmp_path):
-    trainer = train(tmp_path / "run", toy_root, "trainer.max_steps=8", "trainer.decay_start=4", "trainer.log_every=1")
+def test_learning_rate_is_constant_then_falls_linearly_to_zero(train_toy, tmp_path):
+    trainer = train_toy(tmp_path / "run", "trainer.max_steps=8", "trainer.decay_start=4", "trainer.log_every=1")
     lrs = [e.value for e in EventAccumulator(str(tmp_path / "run")).Reload().Scalars("lr/G")]
     # logged at step s: the rate step s trained with; steps after decay_start fall by lr / (max_steps - decay_start)
     assert lrs == pytest.approx([2e-4] * 5 + [1.5e-4, 1e-4, 0.5e-4], rel=1e-6)
     assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(0.5e-4, rel=1e-6)
 
 
-def test_resume_is_bitwise_identical_to_a_straight_run(toy_root, tmp_path):
+def test_resume_is_bitwise_identical_to_a_straight_run(train_toy, tmp_path):
     small_pool = "model.pool_size=4"  # full after one step: the random swaps and the pending fakes must resume
-    straight = train(tmp_path / "straight", toy_root, "trainer.max_steps=4", small_pool)
-    train(tmp_path / "split", toy_root, "trainer.max_steps=2", small_pool)
-    resumed = train(tmp_path / "split", toy_root, "trainer.max_steps=4", small_pool, f"trainer.resume={tmp_path / 'split'}")
+    straight = train_toy(tmp_path / "straight", "trainer.max_steps=4", small_pool)
+    train_toy(tmp_path / "split", "trainer.max_steps=2", small_pool)
+    resumed = train_toy(tmp_path / "split", "trainer.max_steps=4", small_pool, f"trainer.resume={tmp_path / 'split'}")
     for name in ("G", "D", "pools"):
         a, b = getattr(straight.system, name).state_dict(), getattr(resumed.system, name).state_dict()
         for key in a:
@@ -129,38 +124,36 @@ def test_resume_is_bitwise_identical_to_a_straight_run(toy_root, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def short_run(toy_root, tmp_path_factory):
+def short_run(train_toy, tmp_path_factory):
     """Two steps with a pool of 4: full after the first, so its checkpoint holds pooled images and `last`."""
     run_dir = tmp_path_factory.mktemp("short") / "run"
-    train(run_dir, toy_root, "trainer.max_steps=2", "model.pool_size=4")
+    train_toy(run_dir, "trainer.max_steps=2", "model.pool_size=4")
     return run_dir
 
 
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
-def test_resume_puts_every_tensor_on_the_training_device(toy_root, short_run, tmp_path, monkeypatch):
+def test_resume_puts_every_tensor_on_the_training_device(train_toy, tensors_held, short_run, tmp_path, monkeypatch):
     """Checkpoints are read onto the CPU and loaded after the Trainer moved the system: the pools' images
     must follow it (on CUDA, CPU images would reach the discriminators). `meta` stands in for a GPU."""
     monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
-    cfg = compose_config(*SMALL, f"data.root={toy_root}", "model.pool_size=4")
-    trainer = build_trainer(cfg, tmp_path / "meta")
+    trainer = train_toy(tmp_path / "meta", "model.pool_size=4", fit=False)
     trainer.load(str(short_run))
     held = tensors_held(trainer.system)
     assert "pools.a.images.3" in held and "pools.b.last" in held  # the walk reaches the restored history
     assert {name: t.device for name, t in held.items() if t.device.type != "meta"} == {}
 
 
-def test_translate_command_keeps_file_names(toy_root, short_run, tmp_path):
+def test_translate_command_keeps_file_names(cli, toy_root, short_run, tmp_path):
     out = tmp_path / "translated"
-    cli = [sys.executable, "-c", "from gantrain.cli import sample; sample()", f"run={short_run}"]
-    done = subprocess.run(cli + [f"input={toy_root / 'testA'}", f"out={out}", "direction=AtoB"],
-                          capture_output=True, text=True, timeout=120)
+    sample = ["-c", "from gantrain.cli import sample; sample()", f"run={short_run}"]
+    done = cli.run(*sample, f"input={toy_root / 'testA'}", f"out={out}", "direction=AtoB", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (toy_root / "testA").iterdir() if p.suffix == ".png")
     translated, source = Image.open(out / "000.png"), Image.open(toy_root / "testA" / "000.png")
     assert translated.size == (32, 32)
     difference = np.abs(np.asarray(translated, float) - np.asarray(source.resize((32, 32)), float)).mean()
     assert difference > 10  # G_AB's output, not the input resized
-    wrong = subprocess.run(cli + [f"input={toy_root / 'testA'}", "direction=sideways"], capture_output=True, text=True, timeout=120)
+    wrong = cli.run(*sample, f"input={toy_root / 'testA'}", "direction=sideways", cwd=tmp_path, timeout=120)
     assert wrong.returncode == 2 and "AtoB or BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
@@ -177,8 +170,8 @@ def test_translate_skips_an_image_over_pils_size_limit(toy_root, short_run, tmp_
     assert "skipped 1 unreadable or oversized" in caplog.text
 
 
-def test_wrong_data_for_the_model_is_one_line(toy_root, tmp_path):
+def test_wrong_data_for_the_model_is_one_line(compose, toy_root, tmp_path):
     with pytest.raises(UserError, match="data=unpaired"):
-        build_trainer(compose_config("model=cyclegan", "trainer=debug"), tmp_path / "a")
+        build_trainer(compose("model=cyclegan", "trainer=debug"), tmp_path / "a")
     with pytest.raises(UserError, match="only model=cyclegan"):
-        build_trainer(compose_config("data=unpaired", f"data.root={toy_root}", "trainer=debug"), tmp_path / "b")
+        build_trainer(compose("data=unpaired", f"data.root={toy_root}", "trainer=debug"), tmp_path / "b")

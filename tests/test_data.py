@@ -15,10 +15,8 @@ from gantrain.data.batches import TOO_LARGE
 from gantrain.data.digits import digits
 from gantrain.errors import UserError
 from gantrain.build import build_data
-from conftest import compose_config, make_image_tree
 
 CPU = torch.device("cpu")
-TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8"]
 
 
 def test_digits_are_real_labelled_images_in_range():
@@ -159,11 +157,11 @@ def test_mnist_dataloader_path_matches_memory(mnist_root):
         assert torch.equal(x["real"], y["real"]) and torch.equal(x["label"], y["label"])
 
 
-def test_folder_accepts_a_relative_root(tmp_path, monkeypatch):
+def test_folder_accepts_a_relative_root(make_data, compose, tmp_path, monkeypatch):
     """data.root=relative/path (the common case on the command line) decodes and caches like an absolute one."""
-    make_image_tree(tmp_path / "pictures")
+    make_data.image_tree(tmp_path / "pictures")
     monkeypatch.chdir(tmp_path)
-    data = build_data(compose_config("data=folder", "data.root=pictures", "data.image_size=16"))
+    data = build_data(compose("data=folder", "data.root=pictures", "data.image_size=16"))
     assert len(data) == 12 and data.shape == (3, 16, 16)
 
 
@@ -180,19 +178,16 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
-def test_training_and_evaluation_never_write_into_the_data_folder(tmp_path, monkeypatch, in_memory):
+def test_training_and_evaluation_never_write_into_the_data_folder(train, make_data, tmp_path, monkeypatch, in_memory):
     import torchvision
 
-    from gantrain.build import build_trainer
-
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    root = make_image_tree(tmp_path / "pictures", per_class=8)
+    root = make_data.image_tree(tmp_path / "pictures", per_class=8)
     before = snapshot(root)
-    cfg = compose_config(
-        "data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}", *TINY,
-        "trainer.eval_every=4", "metrics.num_samples=16", "metrics.real_samples=16", "metrics.classifier_epochs=1",
-        "metrics.metrics=[fid,kid]", "metrics.kid_subsets=2", "metrics.kid_subset_size=8")
-    build_trainer(cfg, tmp_path / "run").fit()  # decodes (and caches), trains, and evaluates (classifier, statistics)
+    # decodes (and caches), trains, and evaluates (classifier, statistics)
+    train("data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}", "trainer.eval_every=4",
+          "metrics.num_samples=16", "metrics.real_samples=16", "metrics.classifier_epochs=1", "metrics.metrics=[fid,kid]",
+          "metrics.kid_subsets=2", "metrics.kid_subset_size=8", run_dir=tmp_path / "run")
     assert snapshot(root) == before
     assert len(torchvision.datasets.ImageFolder(str(root))) == 16
     assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == int(in_memory)
@@ -200,7 +195,7 @@ def test_training_and_evaluation_never_write_into_the_data_folder(tmp_path, monk
     assert any(n.startswith("classifier-folder") for n in cached) and any(n.startswith("realfeatures-") for n in cached)
 
 
-def test_cache_folder_is_gantrain_cache_then_xdg_then_home(tmp_path, monkeypatch, caplog):
+def test_cache_folder_is_gantrain_cache_then_xdg_then_home(make_data, tmp_path, monkeypatch, caplog):
     from gantrain.caches import cache_dir
 
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "mine"))
@@ -218,7 +213,7 @@ def test_cache_folder_is_gantrain_cache_then_xdg_then_home(tmp_path, monkeypatch
     with pytest.raises(UserError, match="set GANTRAIN_CACHE to a writable folder"):
         cache_dir("decoded")
     monkeypatch.delenv("GANTRAIN_CACHE")
-    image_tree = make_image_tree(tmp_path / "pictures")
+    image_tree = make_data.image_tree(tmp_path / "pictures")
     with caplog.at_level(logging.INFO):
         folder.folder(str(image_tree), image_size=8)
     [entry] = (tmp_path / "home" / ".cache" / "gantrain" / "decoded").glob("*.pt")
@@ -228,9 +223,9 @@ def test_cache_folder_is_gantrain_cache_then_xdg_then_home(tmp_path, monkeypatch
     assert f"loaded the decoded images from {entry}" in caplog.text
 
 
-def test_two_folders_of_the_same_files_never_share_a_cache_entry(tmp_path, monkeypatch):
+def test_two_folders_of_the_same_files_never_share_a_cache_entry(make_data, tmp_path, monkeypatch):
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    a = make_image_tree(tmp_path / "a")
+    a = make_data.image_tree(tmp_path / "a")
     b = Path(shutil.copytree(a, tmp_path / "b"))  # the same names, sizes and times: only the folder differs
     folder.folder(str(a), image_size=8)
     folder.folder(str(b), image_size=8)
@@ -247,9 +242,9 @@ def test_a_damaged_cache_is_rebuilt(image_tree, tmp_path, monkeypatch, caplog):
 
 
 # ------------------------------------------------------------------ linked folders and files
-def test_linked_class_folders_and_files_are_followed(tmp_path, monkeypatch):
+def test_linked_class_folders_and_files_are_followed(make_data, tmp_path, monkeypatch):
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    elsewhere = make_image_tree(tmp_path / "datasets", per_class=3)  # cats/, dogs/ outside root
+    elsewhere = make_data.image_tree(tmp_path / "datasets", per_class=3)  # cats/, dogs/ outside root
     root = tmp_path / "data"
     root.mkdir()
     (root / "cats").symlink_to(elsewhere / "cats", target_is_directory=True)
@@ -261,8 +256,8 @@ def test_linked_class_folders_and_files_are_followed(tmp_path, monkeypatch):
     assert len(folder.folder(str(root), image_size=8, in_memory=False, workers=0)) == 6
 
 
-def test_a_link_cycle_ends_and_repeats_no_image(tmp_path):
-    root = make_image_tree(tmp_path / "data", per_class=2)
+def test_a_link_cycle_ends_and_repeats_no_image(make_data, tmp_path):
+    root = make_data.image_tree(tmp_path / "data", per_class=2)
     (root / "cats" / "up").symlink_to(root, target_is_directory=True)  # cats/up/cats/up/... forever
     (root / "dogs" / "self").symlink_to(root / "dogs", target_is_directory=True)
     (root / "dogs" / "dangling.png").symlink_to(tmp_path / "missing.png")
@@ -272,11 +267,11 @@ def test_a_link_cycle_ends_and_repeats_no_image(tmp_path):
     assert labels == [0, 0, 1, 1] and classes == ["cats", "dogs"]
 
 
-def test_unpaired_domains_may_be_linked_folders(tmp_path, monkeypatch):
+def test_unpaired_domains_may_be_linked_folders(make_data, tmp_path, monkeypatch):
     from gantrain.data.unpaired import unpaired
 
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    elsewhere = make_image_tree(tmp_path / "datasets", classes=("horses", "zebras"), per_class=4)
+    elsewhere = make_data.image_tree(tmp_path / "datasets", classes=("horses", "zebras"), per_class=4)
     root = tmp_path / "horse2zebra"
     root.mkdir()
     (root / "trainA").mkdir()
@@ -306,17 +301,14 @@ def bomb_folder(root: Path) -> Path:
 
 @pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # forked workers inherit it: no spam, no crash
 @pytest.mark.parametrize("in_memory", [True, False])
-def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(tmp_path, monkeypatch, caplog, capfd, in_memory):
-    from gantrain.build import build_trainer
-
+def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(train, tmp_path, monkeypatch, caplog, capfd,
+                                                                       in_memory):
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)  # DataLoader workers are forked: they see it too
     root = bomb_folder(tmp_path / "data")
     batch = 8 if in_memory else 13  # streamed: one batch holds every file, so the bomb is met at step 1
-    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}",
-                         "data.workers=1", *TINY, f"trainer.batch_size={batch}")
-    trainer = build_trainer(cfg, tmp_path / "run")
-    trainer.fit()
+    trainer = train("data=folder", f"data.root={root}", "data.image_size=16", f"data.in_memory={in_memory}",
+                    "data.workers=1", f"trainer.batch_size={batch}", run_dir=tmp_path / "run")
     assert trainer.step == 4
     assert len(trainer.data) == (11 if in_memory else 13)
     reasons = ("1 too large for PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS), "
@@ -330,14 +322,14 @@ def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(tmp_path, m
     assert Image.MAX_IMAGE_PIXELS == LIMIT  # the limit was never lifted
 
 
-def test_the_evaluators_real_images_leave_out_skipped_files(tmp_path, monkeypatch):
+def test_the_evaluators_real_images_leave_out_skipped_files(compose, tmp_path, monkeypatch):
     """Streamed data returns a blank row for a file it could not decode: it is no real image to score against."""
     from gantrain.build import build_data
     from gantrain.metrics.evaluator import real_images
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)
     root = bomb_folder(tmp_path / "data")
-    data = build_data(compose_config("data=folder", f"data.root={root}", "data.image_size=16", "data.in_memory=false",
+    data = build_data(compose("data=folder", f"data.root={root}", "data.image_size=16", "data.in_memory=false",
                                      "data.workers=0"))
     images, labels = real_images(data, 100)
     assert len(images) == len(labels) == 11 and int(labels.min()) >= 0

@@ -1,26 +1,35 @@
 """torchrun with the gloo backend on the CPU: 2 processes train one model, rank 0 writes everything."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from gantrain.checkpoint import load_checkpoint
 from gantrain.data.toy import gaussian2d
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8"]
 
 
-def torchrun(tmp_path: Path, nproc: int, *args: str) -> subprocess.CompletedProcess:
-    command = ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", "gantrain", *args] if nproc > 1 else ["gantrain", *args]
-    return subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 -m gantrain ARGS`."""
+    return subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "gantrain", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
 
 
-def test_two_processes_train_one_model_and_write_once(tmp_path):
+@pytest.fixture(scope="module")
+def two_process_run(tiny, tmp_path_factory):
+    """6 steps of the tiny GAN trained by 2 processes, checkpointed every 2 steps: (its folder, the launch)."""
+    cwd = tmp_path_factory.mktemp("ddp")
+    return cwd, torchrun(cwd, *tiny, "trainer.max_steps=6", f"hydra.run.dir={cwd / 'run'}")
+
+
+def test_two_processes_train_one_model_and_write_once(two_process_run):
+    tmp_path, proc = two_process_run
     run_dir = tmp_path / "run"
-    proc = torchrun(tmp_path, 2, *TINY, "trainer.max_steps=6", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     log = proc.stdout + proc.stderr
     assert "weights identical on 2 ranks" in log
@@ -30,15 +39,15 @@ def test_two_processes_train_one_model_and_write_once(tmp_path):
     assert not list(tmp_path.glob("outputs"))  # no rank made a run directory of its own
 
 
-def test_a_checkpoint_resumes_at_any_world_size(tmp_path):
-    run_dir = tmp_path / "run"
-    first = torchrun(tmp_path, 2, *TINY, "trainer.max_steps=4", f"hydra.run.dir={run_dir}")
+def test_a_checkpoint_resumes_at_any_world_size(cli, two_process_run, tmp_path):
+    first = two_process_run[1]
     assert first.returncode == 0, first.stderr
-    one = torchrun(tmp_path, 1, f"trainer.resume={run_dir}", "trainer.max_steps=6")
+    run_dir = shutil.copytree(two_process_run[0] / "run", tmp_path / "run")  # saved by 2 processes at step 6
+    one = cli.run("gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=8", cwd=tmp_path, env=ENV)  # 1 process
     assert one.returncode == 0, one.stderr
-    two = torchrun(tmp_path, 2, f"trainer.resume={run_dir}", "trainer.max_steps=8")
+    two = torchrun(tmp_path, f"trainer.resume={run_dir}", "trainer.max_steps=10")
     assert two.returncode == 0, two.stderr
-    assert load_checkpoint(run_dir)["step"] == 8 and "weights identical on 2 ranks" in two.stdout + two.stderr
+    assert load_checkpoint(run_dir)["step"] == 10 and "weights identical on 2 ranks" in two.stdout + two.stderr
 
 
 def test_ranks_train_on_disjoint_shards():
@@ -51,7 +60,7 @@ def test_ranks_train_on_disjoint_shards():
     assert next(shards[0])["real"].shape == (10, 2)  # the next epoch goes on
 
 
-def test_sync_bn_on_cpu_is_refused_in_one_line(tmp_path):
-    proc = torchrun(tmp_path, 2, *TINY, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
+def test_sync_bn_on_cpu_is_refused_in_one_line(tiny, tmp_path):
+    proc = torchrun(tmp_path, *tiny, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert "gantrain: error: trainer.sync_bn=true needs CUDA devices" in proc.stderr

@@ -2,17 +2,13 @@
 the study that chose them (scripts/ema_bn_study.py) smoke-run on tiny data."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import compose_config, make_mnist
-from gantrain.build import build_trainer, system_from_checkpoint
+from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
 from gantrain.ema import EMA, STANDING_BATCHES, standing_statistics
 
@@ -102,20 +98,16 @@ def test_a_network_without_batch_norm_is_unaffected():
     assert ema.fresh and torch.equal(ema.network.scale, net.scale)
 
 
-def train(run_dir, *overrides):
-    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=0.9",
-                         "model.ema_start=1", *overrides)
-    trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}})
-    trainer.fit()
-    return trainer.system
+EMA_FROM_STEP_1 = ("model.ema=0.9", "model.ema_start=1")  # with the tiny settings
 
 
-def test_ema_resumes_bitwise_and_samples_with_its_own_statistics(tmp_path):
+def test_ema_resumes_bitwise_and_samples_with_its_own_statistics(train, tmp_path):
     """A straight run with grids (so standing statistics) at steps 3 and 4 against one split in two at a
     checkpoint, with grids at steps 2 and 4: standing statistics touch no random stream."""
-    straight = train(tmp_path / "straight", "trainer.max_steps=4", "trainer.sample_every=3")
-    train(tmp_path / "split", "trainer.max_steps=2")  # step 1 copies G, steps 2-4 average
-    resumed = train(tmp_path / "split", "trainer.max_steps=4", f"trainer.resume={tmp_path / 'split'}")
+    straight = train(*EMA_FROM_STEP_1, "trainer.max_steps=4", "trainer.sample_every=3", run_dir=tmp_path / "straight").system
+    train(*EMA_FROM_STEP_1, "trainer.max_steps=2", run_dir=tmp_path / "split")  # step 1 copies G, steps 2-4 average
+    resumed = train(*EMA_FROM_STEP_1, "trainer.max_steps=4", f"trainer.resume={tmp_path / 'split'}",
+                    run_dir=tmp_path / "split").system
     for name in ("G", "D", "ema"):
         a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
         assert a.keys() == b.keys()
@@ -134,14 +126,13 @@ def test_ema_resumes_bitwise_and_samples_with_its_own_statistics(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(loaded.ema.network.buffers(), again.buffers()))
 
 
-def test_the_study_script_runs_on_tiny_data(tmp_path):
-    make_mnist(tmp_path / "data", n=64)
+def test_the_study_script_runs_on_tiny_data(cli, make_data, tmp_path):
+    make_data.mnist(tmp_path / "data", n=64)
     doc = tmp_path / "study.md"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "ema_bn_study.py"), "--seeds", "0", "--steps", "2", "--ema-start", "1",
-         "--samples", "32", "--standing", "32", "--kid-subsets", "2", "--classifier-epochs", "1",
-         "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--doc", str(doc), "trainer.batch_size=16"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    proc = cli.run(
+        REPO / "scripts" / "ema_bn_study.py", "--seeds", "0", "--steps", "2", "--ema-start", "1",
+        "--samples", "32", "--standing", "32", "--kid-subsets", "2", "--classifier-epochs", "1",
+        "--data", tmp_path / "data", "--out", tmp_path / "out", "--doc", doc, "trainer.batch_size=16", cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = doc.read_text()

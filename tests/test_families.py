@@ -3,12 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import compose_config
 from gantrain.augment import cutout, diff_augment, parse_policy, translation
-from gantrain.build import build_system, build_trainer
+from gantrain.build import build_system
 from gantrain.ema import EMA
 from gantrain.errors import UserError
 from gantrain.penalties import gradient_penalty, r1_penalty
@@ -47,9 +45,14 @@ def test_r1_penalty_by_hand():
     assert torch.allclose(r1_penalty(lambda x: 0.5 * x.pow(2).flatten(1).sum(1), real), real.pow(2).flatten(1).sum(1).mean())
 
 
-def system_for(*overrides, shape=(1, 32, 32), classes=0):
-    cfg = compose_config("model.generator.width=8", "model.discriminator.width=8", *overrides)
-    return build_system(cfg, shape, classes)
+@pytest.fixture
+def system_for(compose):
+    """system_for(*overrides, shape=(1, 32, 32), classes=0): a GAN with 8-channel networks, built, not trained."""
+
+    def system_for(*overrides, shape=(1, 32, 32), classes=0):
+        return build_system(compose("model.generator.width=8", "model.discriminator.width=8", *overrides), shape, classes)
+
+    return system_for
 
 
 def batch(n=4, classes=0, shape=(1, 32, 32)):
@@ -59,7 +62,7 @@ def batch(n=4, classes=0, shape=(1, 32, 32)):
     return b
 
 
-def test_lazy_r1_only_on_its_steps():
+def test_lazy_r1_only_on_its_steps(system_for):
     system = system_for("loss.r1=10", "loss.r1_every=4")
     applied = []
     for step in range(8):
@@ -69,7 +72,7 @@ def test_lazy_r1_only_on_its_steps():
     assert applied == [True, False, False, False, True, False, False, False]
 
 
-def test_gradient_penalty_refuses_batch_norm_in_the_critic():
+def test_gradient_penalty_refuses_batch_norm_in_the_critic(system_for):
     with pytest.raises(UserError, match="model.discriminator.norm=layer"):
         system_for("loss=wgan_gp")
     system = system_for("loss=wgan_gp", "model.discriminator.norm=layer")
@@ -79,11 +82,8 @@ def test_gradient_penalty_refuses_batch_norm_in_the_critic():
 
 
 # ------------------------------------------------------------------ WGAN clipping
-def test_weight_clipping_bounds_every_critic_parameter(tmp_path):
-    cfg = compose_config("experiment=wgan_mnist", "data=digits", "trainer=debug", "model.generator.width=8",
-                         "model.discriminator.width=8", "trainer.max_steps=3", "optim.lr=0.5")  # steps far beyond 0.01
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-    trainer.fit()
+def test_weight_clipping_bounds_every_critic_parameter(train):
+    trainer = train("experiment=wgan_mnist", "data=digits", "trainer.max_steps=3", "optim.lr=0.5")  # steps far beyond 0.01
     assert trainer.settings.n_critic == 5
     for p in trainer.system.D.parameters():
         assert p.abs().max() <= 0.01 + 1e-9
@@ -106,10 +106,8 @@ def test_ema_copies_then_averages():
     assert not any(p.requires_grad for p in ema.parameters())
 
 
-def test_ema_is_used_for_samples_and_checkpointed(tmp_path, monkeypatch):
-    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=0.5")
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-    trainer.fit()
+def test_ema_is_used_for_samples_and_checkpointed(train, tensors_held, tmp_path, monkeypatch):
+    trainer = train("model.ema=0.5", run_dir=tmp_path)
     system = trainer.system
     assert system.ema is not None
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
@@ -120,10 +118,9 @@ def test_ema_is_used_for_samples_and_checkpointed(tmp_path, monkeypatch):
     assert system.preview(z).std() < 1e-6
     # a resume onto another device ("meta" stands in for a GPU) leaves nothing of G, D or the EMA copy behind
     import gantrain.trainer
-    from conftest import tensors_held
 
     monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
-    on_meta = build_trainer(cfg, tmp_path / "meta")
+    on_meta = train("model.ema=0.5", run_dir=tmp_path / "meta", fit=False)
     with pytest.warns(UserWarning, match="non-meta parameter"):  # loading into meta tensors copies nothing
         on_meta.load(str(tmp_path))
     held = tensors_held(on_meta.system)
@@ -149,7 +146,7 @@ def test_translation_shifts_in_zeros_and_cutout_masks_a_quarter():
     assert 0.15 < (masked == 0).float().mean() < 0.3  # an 8x8 square of 16x16, clipped at the borders
 
 
-def test_diffaugment_reaches_d_for_real_and_fake():
+def test_diffaugment_reaches_d_for_real_and_fake(system_for):
     system = system_for("model.diffaugment=cutout")
     inputs = []
     system.D.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
@@ -164,10 +161,12 @@ def test_unknown_diffaugment_policy_is_refused():
 
 # ------------------------------------------------------------------ conditional models
 @pytest.mark.parametrize("model", ["dcgan", "mlp", "resnet", "cgan"])
-def test_conditional_models_take_labels(model):
+def test_conditional_models_take_labels(compose, model):
     shape = (1, 28, 28) if model in ("mlp", "cgan") else (1, 32, 32)
     overrides = [f"model={model}"] + (["model.conditional=true"] if model != "cgan" else [])
-    cfg = compose_config(*overrides)
+    if model in ("dcgan", "resnet"):  # slim networks: the labels' path is the same (the SNGAN's full width takes 4 s)
+        overrides += ["model.generator.width=8", "model.discriminator.width=8"]
+    cfg = compose(*overrides)
     system = build_system(cfg, shape, num_classes=10)
     loss, _ = system.d_loss(batch(4, 10, shape))
     loss.backward()
@@ -178,59 +177,52 @@ def test_conditional_models_take_labels(model):
     assert system.preview(fixed).shape == (80, *shape)
 
 
-def test_conditional_outputs_depend_on_the_label():
+def test_conditional_outputs_depend_on_the_label(system_for):
     system = system_for("model.conditional=true", classes=10)
     z = system.noise(1).repeat(2, 1)
     out = system.preview({"z": z, "labels": torch.tensor([0, 7])})
     assert not torch.allclose(out[0], out[1])
 
 
-def test_projection_discriminator_for_resnet():
-    system = build_system(compose_config("model=resnet", "model.conditional=true"), (3, 32, 32), 10)
+def test_projection_discriminator_for_resnet(compose):
+    system = build_system(compose("model=resnet", "model.conditional=true"), (3, 32, 32), 10)
     assert system.D.embed is not None and system.D.embed.weight.shape == (10, 128)
 
 
-def test_conditional_on_unlabelled_data_is_refused():
+def test_conditional_on_unlabelled_data_is_refused(compose):
     with pytest.raises(UserError, match="model.conditional=true needs labelled data"):
-        build_system(compose_config("model.conditional=true"), (1, 32, 32), 0)
+        build_system(compose("model.conditional=true"), (1, 32, 32), 0)
 
 
-def test_sample_cli_draws_one_class_and_stores_labels(tmp_path):
-    import subprocess
-
-    from conftest import make_mnist
-
-    root = make_mnist(tmp_path / "data")
+def test_sample_cli_draws_one_class_and_stores_labels(cli, mnist_root, tmp_path):
     run_dir = tmp_path / "run"
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "2"}
-    subprocess.run(["gantrain", "experiment=cgan_mnist", f"data.root={root}", "trainer=debug", f"hydra.run.dir={run_dir}"],
-                   check=True, capture_output=True, env=env, cwd=tmp_path)
-    subprocess.run(["gantrain-sample", f"run={run_dir}", "n=12", "label=3", f"out={tmp_path / 's.npz'}"],
-                   check=True, capture_output=True, env=env, cwd=tmp_path)
+    cli.run("gantrain", "experiment=cgan_mnist", f"data.root={mnist_root}", "trainer=debug", f"hydra.run.dir={run_dir}",
+            cwd=tmp_path, check=True)
+    cli.run("gantrain-sample", f"run={run_dir}", "n=12", "label=3", f"out={tmp_path / 's.npz'}", cwd=tmp_path, check=True)
     saved = np.load(tmp_path / "s.npz")
     assert saved["images"].shape == (12, 1, 28, 28) and saved["labels"].tolist() == [3] * 12
-    bad = subprocess.run(["gantrain-sample", f"run={run_dir}", "label=12"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    bad = cli.run("gantrain-sample", f"run={run_dir}", "label=12", cwd=tmp_path)
     assert bad.returncode == 2 and "classes 0..9" in bad.stderr
 
 
 # ------------------------------------------------------------------ spectral norm and architectures
 @pytest.mark.parametrize("model, shape", [("dcgan", (1, 32, 32)), ("mlp", (1, 28, 28)), ("resnet", (3, 32, 32))])
-def test_spectral_norm_on_every_discriminator_layer(model, shape):
-    system = build_system(compose_config(f"model={model}", "model.spectral_norm=true"), shape)
+def test_spectral_norm_on_every_discriminator_layer(compose, model, shape):
+    system = build_system(compose(f"model={model}", "model.spectral_norm=true"), shape)
     layers = [m for m in system.D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert layers and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
     assert not any(nn.utils.parametrize.is_parametrized(m) for m in system.G.modules())
 
 
-def test_resnet_matches_mimicry_sngan32_size():
-    system = build_system(compose_config("model=resnet"), (3, 32, 32))
+def test_resnet_matches_mimicry_sngan32_size(compose):
+    system = build_system(compose("model=resnet"), (3, 32, 32))
     count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(system.G) == 4_276_739
     assert count(system.D) == 1_053_825
 
 
-def test_keras_dcgan_follows_the_seed():
-    system = build_system(compose_config("model=dcgan_keras"), (3, 64, 64))
+def test_keras_dcgan_follows_the_seed(compose):
+    system = build_system(compose("model=dcgan_keras"), (3, 64, 64))
     convs = [m for m in system.D.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 8 and all(m.kernel_size == (5, 5) for m in convs)
     assert [m.out_channels for m in convs][1::2] == [16, 32, 64, 128]
@@ -240,21 +232,18 @@ def test_keras_dcgan_follows_the_seed():
 
 
 @pytest.mark.parametrize("norm, layer", [("none", None), ("layer", nn.GroupNorm), ("instance", nn.InstanceNorm2d)])
-def test_critic_norm_options(norm, layer):
+def test_critic_norm_options(system_for, norm, layer):
     system = system_for(f"model.discriminator.norm={norm}")
     kinds = {type(m) for m in system.D.modules()}
     assert nn.BatchNorm2d not in kinds and (layer is None or layer in kinds)
 
 
 @pytest.mark.parametrize("loss", ["bce", "minimax", "lsgan", "wgan", "wgan_gp", "hinge"])
-def test_every_loss_trains_with_smoothing_ttur_and_n_critic(loss, tmp_path):
+def test_every_loss_trains_with_smoothing_ttur_and_n_critic(train, loss):
     extra = ["loss.real_label=0.9"] if loss in ("bce", "minimax", "lsgan") else []
     extra += ["model.discriminator.norm=layer"] if loss == "wgan_gp" else []
-    cfg = compose_config("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", f"loss={loss}",
-                         "trainer.n_critic=2", "optim.generator.lr=1e-4", "optim.discriminator.lr=4e-4",
-                         "trainer.max_steps=2", *extra)
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-    trainer.fit()
+    trainer = train(f"loss={loss}", "trainer.n_critic=2", "optim.generator.lr=1e-4", "optim.discriminator.lr=4e-4",
+                    "trainer.max_steps=2", *extra)
     assert trainer.opt_d.param_groups[0]["lr"] == 4e-4 and trainer.opt_g.param_groups[0]["lr"] == 1e-4
     steps = lambda opt: {int(s["step"]) for s in opt.state_dict()["state"].values()}  # noqa: E731
     assert steps(trainer.opt_d) == {4} and steps(trainer.opt_g) == {2}  # n_critic=2: two D updates per G update

@@ -2,8 +2,6 @@
 training with checkpoints/best.pt, and the gantrain-eval command."""
 
 import json
-import subprocess
-import sys
 import urllib.error
 
 import numpy as np
@@ -13,7 +11,6 @@ from hydra.utils import instantiate
 from scipy import linalg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config, make_mnist
 from gantrain.build import build_trainer
 from gantrain.errors import UserError
 from gantrain.metrics import extractors, maths
@@ -188,16 +185,16 @@ def test_inception_weights_that_would_run_code_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ the evaluator
-@pytest.fixture
-def mnist_root(tmp_path):
-    make_mnist(tmp_path, n=400)
-    return tmp_path
+@pytest.fixture(scope="module")
+def mnist_400(make_data, tmp_path_factory):
+    """A tiny MNIST of 400 training images (100 held out by the classifier), shared: the tests only read it."""
+    return make_data.mnist(tmp_path_factory.mktemp("mnist_400"), n=400)
 
 
-def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root, tmp_path_factory, monkeypatch):
+def test_evaluator_caches_real_statistics_and_scores_real_images_well(compose, mnist_400, tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("GANTRAIN_CACHE", str(cache))  # the user's cache folder, never the data's
-    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    data = instantiate(compose("data=mnist", f"data.root={mnist_400}").data)
     first = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
     cached = sorted(p.name for p in (cache / "metrics").iterdir())
     assert any(n.startswith("classifier-mnist") for n in cached) and any(n.startswith("realfeatures-classifier") for n in cached)
@@ -210,9 +207,10 @@ def test_evaluator_caches_real_statistics_and_scores_real_images_well(mnist_root
         first.score(torch.zeros(10, 3, 28, 28, dtype=torch.uint8))
 
 
-def test_classifier_quality_is_measured_stored_and_a_weak_classifier_warned_about(mnist_root, tmp_path, monkeypatch, caplog):
+def test_classifier_quality_is_measured_stored_and_a_weak_classifier_warned_about(compose, mnist_400, tmp_path, monkeypatch,
+                                                                                   caplog):
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    data = instantiate(compose("data=mnist", f"data.root={mnist_400}").data)
     with caplog.at_level("INFO"):
         evaluator = Evaluator(data, num_samples=100, classifier_epochs=1, kid_subset_size=50, kid_subsets=5, device="cpu")
     info = evaluator.extractor.info
@@ -236,8 +234,8 @@ class SquareOracle(torch.nn.Module):
         return cells, 50 * cells
 
 
-def test_a_good_classifier_is_not_warned_about(mnist_root):
-    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+def test_a_good_classifier_is_not_warned_about(compose, mnist_400):
+    data = instantiate(compose("data=mnist", f"data.root={mnist_400}").data)
     from gantrain.metrics.evaluator import real_images
 
     images, labels = real_images(data, 10**9)
@@ -248,7 +246,7 @@ def test_a_good_classifier_is_not_warned_about(mnist_root):
     assert "real IS 3" in extractors.weakness({"heldout_accuracy": 0.95, "real_is": 3.0, "epochs": 1}, 10)
 
 
-def test_classifier_epochs_auto_and_the_cache_key(mnist_root, tmp_path, monkeypatch):
+def test_classifier_epochs_auto_and_the_cache_key(compose, mnist_400, tmp_path, monkeypatch):
     assert extractors.resolve_epochs("auto", 750) == 84  # 6 steps an epoch: 504 steps
     assert extractors.resolve_epochs("auto", 45000) == 3 and extractors.resolve_epochs("auto", 10**6) == 3
     assert extractors.resolve_epochs(7, 750) == 7
@@ -256,7 +254,7 @@ def test_classifier_epochs_auto_and_the_cache_key(mnist_root, tmp_path, monkeypa
         extractors.resolve_epochs("three", 750)
     assert extractors.classifier_key("k", 1, 0) != extractors.classifier_key("k", 2, 0) != extractors.classifier_key("k", 2, 1)
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
-    data = instantiate(compose_config("data=mnist", f"data.root={mnist_root}").data)
+    data = instantiate(compose("data=mnist", f"data.root={mnist_400}").data)
     one = Evaluator(data, num_samples=10, classifier_epochs=1, device="cpu")
     two = Evaluator(data, num_samples=10, classifier_epochs=2, device="cpu")
     cached = sorted(p.name for p in (tmp_path / "cache" / "metrics").iterdir())
@@ -265,9 +263,9 @@ def test_classifier_epochs_auto_and_the_cache_key(mnist_root, tmp_path, monkeypa
     assert one.extractor.info["sha256"] != two.extractor.info["sha256"]
 
 
-def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(mnist_root, tmp_path, caplog):
-    cfg = compose_config(
-        "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_root}", "trainer=debug", "trainer.max_steps=4",
+def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(compose, mnist_400, tmp_path, caplog):
+    cfg = compose(
+        "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_400}", "trainer=debug", "trainer.max_steps=4",
         "trainer.eval_every=2", "metrics.num_samples=64", "metrics.kid_subset_size=32", "metrics.kid_subsets=4",
         "metrics.classifier_epochs=1", "metrics.metrics=[fid,kid,is,pr]", "trainer.device=cpu")
     run_dir = tmp_path / "run"
@@ -286,15 +284,14 @@ def test_eval_during_training_logs_metrics_and_keeps_best_checkpoint(mnist_root,
     assert best["best"]["value"] == pytest.approx(min(fids.values()), rel=1e-5)
 
 
-def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(mnist_root, tmp_path):
+def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(cli, mnist_400, tmp_path):
     run_dir = tmp_path / "run"
-    train = [sys.executable, "-m", "gantrain", "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_root}",
-             "trainer=debug", f"hydra.run.dir={run_dir}"]
-    subprocess.run(train, check=True, capture_output=True, timeout=300)
+    cli.run("-m", "gantrain", "experiment=cs231n_dcgan", "data=mnist", f"data.root={mnist_400}", "trainer=debug",
+            f"hydra.run.dir={run_dir}", cwd=tmp_path, check=True)
     out = tmp_path / "m.json"
-    cli = [sys.executable, "-c", "from gantrain.cli import evaluate; evaluate()"]
+    evaluate = ["-c", "from gantrain.cli import evaluate; evaluate()"]
     common = ["num_samples=100", "kid_subset_size=50", "kid_subsets=5", "classifier_epochs=1", "device=cpu"]
-    done = subprocess.run(cli + [f"run={run_dir}", f"out={out}"] + common, capture_output=True, text=True, timeout=300)
+    done = cli.run(*evaluate, f"run={run_dir}", f"out={out}", *common, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     values = json.loads(out.read_text())
     assert {"fid", "kid", "is", "precision", "recall"} <= set(values) and "fid" in done.stdout
@@ -305,9 +302,8 @@ def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(mnist_root, tmp_path):
     assert {"sha256", "heldout_accuracy", "real_is"} <= set(extractor)
     assert f"extractor: classifier v{extractors.EXTRACTOR_VERSION} (sha {extractor['sha256']}), held-out accuracy" in done.stdout
     floor = tmp_path / "floor.json"
-    done = subprocess.run(cli + ["real=mnist", "fake=mnist", f"data.root={mnist_root}", f"out={floor}"] + common,
-                          capture_output=True, text=True, timeout=300)
+    done = cli.run(*evaluate, "real=mnist", "fake=mnist", f"data.root={mnist_400}", f"out={floor}", *common, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(floor.read_text())["fid"] < values["fid"]  # real-vs-real is the floor
-    bad = subprocess.run(cli + ["real=mnist"], capture_output=True, text=True, timeout=120)
+    bad = cli.run(*evaluate, "real=mnist", cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "fake=" in bad.stderr and "Traceback" not in bad.stderr

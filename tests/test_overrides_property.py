@@ -6,33 +6,33 @@ from importlib.resources import files
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
-from conftest import compose_config, make_image_tree, make_mnist, make_unpaired
-from gantrain.build import build_trainer
 from gantrain.cli_checks import check_command_line
 from gantrain.errors import UserError
 
 CONFIGS = Path(str(files("gantrain.configs")))
-DATA_ROOTS = {}  # filled once: small datasets the examples point data.root at
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
 
+@pytest.fixture(scope="module")
+def data_roots(make_data, tmp_path_factory) -> dict[str, Path]:
+    """Small datasets the examples point data.root at; the other sets find no files (a one-line error)."""
+    base = tmp_path_factory.mktemp("property")
+    (base / "empty").mkdir()
+    return {"mnist": make_data.mnist(base / "m"), "fashion_mnist": make_data.mnist(base / "f", folder="FashionMNIST"),
+            "folder": make_data.image_tree(base / "i"), "unpaired": make_data.unpaired(base / "u"), "empty": base / "empty"}
+
+
 def data_root(name: str) -> list[str]:
-    if not DATA_ROOTS:
-        base = Path(tempfile.mkdtemp(prefix="gantrain-property-"))
-        DATA_ROOTS.update(mnist=make_mnist(base / "m"), fashion_mnist=make_mnist(base / "f", folder="FashionMNIST"),
-                          folder=make_image_tree(base / "i"), unpaired=make_unpaired(base / "u"),
-                          empty=base / "empty")
-        (base / "empty").mkdir()
-    root = DATA_ROOTS.get(name, DATA_ROOTS["empty"])  # other sets find no files: a one-line error is expected
+    """data.root for the set, as a placeholder the test fills from data_roots."""
     small = ["data.image_size=32"] if name == "unpaired" else []  # CycleGAN at 256x256 would take minutes a step
-    return [f"data.root={root}", *small] if name not in ("digits", "gaussian2d") else []
+    return [f"data.root=<{name}>", *small] if name not in ("digits", "gaussian2d") else []
 
 
 VALUES = {
@@ -63,17 +63,18 @@ def command_lines(draw) -> list[str]:
 
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(command_lines())
-def test_any_override_combination_trains_or_fails_in_one_line(line):
-    full = ["trainer=debug", *line, "trainer.max_steps=2", "trainer.grid_size=4"]
+def test_any_override_combination_trains_or_fails_in_one_line(train, data_roots, stop_loader_workers, line):
+    roots = {f"data.root=<{name}>": f"data.root={data_roots.get(name, data_roots['empty'])}" for name in options("data")}
+    full = ["trainer=debug", *(roots.get(word, word) for word in line), "trainer.max_steps=2", "trainer.grid_size=4"]
     with tempfile.TemporaryDirectory() as run_dir:
         try:
             check_command_line([*full, f"hydra.run.dir={run_dir}"])
-            cfg = compose_config(*full)
-            trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-            trainer.fit()
+            trainer = train(*full, run_dir=run_dir, base=())
         except UserError as err:
             assert "\n" not in str(err).strip() and len(str(err)) < 400, str(err)
             return
         except HydraException as err:  # would reach the user as Hydra's multi-line report
             raise AssertionError(f"{' '.join(full)} -> Hydra error, not a gantrain one-liner: {err}") from err
+        finally:
+            stop_loader_workers()  # streamed sets' workers, which would otherwise stall a later example 10 s
         assert trainer.step == 2

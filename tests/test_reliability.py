@@ -3,28 +3,17 @@
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from conftest import compose_config
-from gantrain.build import build_trainer
 from gantrain.checkpoint import load_checkpoint, numbered_checkpoints, read_checkpoint
 from gantrain.errors import DiskFull, TrainingDiverged, UserError
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.log_every=1"]
+EVERY_STEP = ("trainer.log_every=1",)  # with the tiny settings: scalars of every step
 LONG = ["trainer.max_steps=100000", "trainer.checkpoint_every=3", "trainer.sample_every=100000"]
-
-
-def start(run_dir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(["gantrain", *args, f"hydra.run.dir={run_dir}"], env=ENV, cwd=run_dir.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.02) -> None:
@@ -45,10 +34,17 @@ def newest_complete_step(run_dir: Path) -> int | None:
     return None
 
 
+def newest_numbered_step(run_dir: Path) -> int:
+    """The step in the name of the newest numbered checkpoint (-1 for none): cheap to poll, unlike reading the
+    26 MB files. A name appears only once its file is complete (written under a temporary name, then renamed)."""
+    paths = numbered_checkpoints(run_dir / "checkpoints")
+    return int(paths[-1].stem.split("_")[-1]) if paths else -1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_finishes_the_step_saves_and_resumes(tmp_path, signum):
+def test_signal_finishes_the_step_saves_and_resumes(cli, tiny, tmp_path, signum):
     run_dir = tmp_path / "run"
-    proc = start(run_dir, *TINY, *LONG)
+    proc = cli.start("gantrain", *tiny, *EVERY_STEP, *LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     wait_for(lambda: (run_dir / "checkpoints" / "step_0000003.pt").exists())
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
@@ -63,13 +59,13 @@ def test_signal_finishes_the_step_saves_and_resumes(tmp_path, signum):
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert events.Scalars("loss/D")[-1].step == stopped_at  # TensorBoard was flushed up to the last step
-    resumed = subprocess.run(["gantrain", f"trainer.resume={run_dir}", f"trainer.max_steps={stopped_at + 2}"],
-                             env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    resumed = cli.run("gantrain", f"trainer.resume={run_dir}", f"trainer.max_steps={stopped_at + 2}", cwd=tmp_path,
+                      timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run_dir)["step"] == stopped_at + 2
 
 
-def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(tmp_path):
+def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(cli, tmp_path):
     """20 kills, half of them the moment a checkpoint file is being written; each time the run resumes."""
     rng = random.Random(0)
     run_dir, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
@@ -79,12 +75,12 @@ def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(tm
     for kill in range(20):
         before = newest_complete_step(run_dir)
         resume = [f"trainer.resume={run_dir}"] if before is not None else []
-        proc = start(run_dir, *args, *resume)
+        proc = cli.start("gantrain", *args, *resume, f"hydra.run.dir={run_dir}", cwd=tmp_path)
         mine = f"tmp{proc.pid}"
         if kill % 2:  # the moment this process starts writing a checkpoint file
-            wait_for(lambda: ckpt.is_dir() and any(p.name.endswith(mine) for p in ckpt.iterdir()), every=0.0005)
+            wait_for(lambda: ckpt.is_dir() and any(p.name.endswith(mine) for p in ckpt.iterdir()), every=0.002)
         else:  # a random moment after this process wrote a checkpoint of its own
-            wait_for(lambda: (newest_complete_step(run_dir) or -1) > (before or -1), every=0.01)
+            wait_for(lambda: newest_numbered_step(run_dir) > (before or -1), every=0.01)
             time.sleep(rng.uniform(0.0, 0.5))
         proc.kill()
         proc.communicate()
@@ -99,9 +95,8 @@ def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(tm
     assert during_write >= 5  # the kills really hit checkpoint writes
 
 
-def test_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, caplog):
-    cfg = compose_config(*TINY, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
-    build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)}).fit()
+def test_damaged_checkpoint_is_reported_and_the_previous_one_used(train, tmp_path, caplog):
+    train(*EVERY_STEP, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", run_dir=tmp_path)
     newest = tmp_path / "checkpoints" / "step_0000006.pt"  # last.pt is a hard link to it: damaged too
     newest.write_bytes(newest.read_bytes()[:1000])
     state = load_checkpoint(tmp_path)
@@ -111,10 +106,9 @@ def test_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, capl
     assert all("\n" not in w for w in warnings)
 
 
-def test_nan_stops_the_run_naming_the_step_and_keeps_good_checkpoints(tmp_path):
-    cfg = compose_config(*TINY, "trainer.max_steps=40", "trainer.checkpoint_every=1", "trainer.log_every=5",
-                         "optim=sgd", "optim.lr=1e12")
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+def test_nan_stops_the_run_naming_the_step_and_keeps_good_checkpoints(train, tmp_path):
+    trainer = train("trainer.max_steps=40", "trainer.checkpoint_every=1", "trainer.log_every=5", "optim=sgd",
+                    "optim.lr=1e12", run_dir=tmp_path, fit=False)
     with pytest.raises(TrainingDiverged, match=r"NaN or infinite at step (\d+).*optim.lr.*fp16.*last good checkpoint") as info:
         trainer.fit()
     bad_step = int(str(info.value).split("at step ")[1].split(":")[0])
@@ -124,10 +118,8 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_good_checkpoints(tmp_path):
         assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
 
 
-def test_nan_policy_skip_drops_bad_updates_and_counts_them(tmp_path):
-    cfg = compose_config(*TINY, "trainer.max_steps=12", "trainer.nan_policy=skip", "optim=sgd", "optim.lr=1e12")
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
-    trainer.fit()
+def test_nan_policy_skip_drops_bad_updates_and_counts_them(train):
+    trainer = train(*EVERY_STEP, "trainer.max_steps=12", "trainer.nan_policy=skip", "optim=sgd", "optim.lr=1e12")
     assert trainer.step == 12 and trainer.skipped > 0
     assert all(torch.isfinite(p).all() for p in trainer.system.parameters())
 
@@ -164,14 +156,14 @@ def full_disk_open(target: str):
     return namespace["full_disk_open"](target)
 
 
-def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, monkeypatch):
+def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(train, tmp_path, monkeypatch):
     """The last checkpoint (written by finish(), outside the loop's clean-up) does not fit: one line naming the
     file, the space and the checkpoint to resume from; no temp file left filling the disk; TensorBoard flushed."""
     import gantrain.checkpoint
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = compose_config(*TINY, "trainer.max_steps=5", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+    trainer = train(*EVERY_STEP, "trainer.max_steps=5", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5",
+                    run_dir=tmp_path, fit=False)
     monkeypatch.setattr(gantrain.files, "open", full_disk_open("step_0000005"), raising=False)
     with pytest.raises(DiskFull) as info:
         trainer.fit()
@@ -185,19 +177,18 @@ def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(tmp_path, mo
     assert EventAccumulator(str(tmp_path)).Reload().Scalars("loss/D")[-1].step == 5
     assert trainer.logger.writer.file_writer is None  # TensorBoard flushed and closed (SummaryWriter.close)
     monkeypatch.delattr(gantrain.files, "open")
-    again = compose_config(*TINY, "trainer.max_steps=6", f"trainer.resume={tmp_path}")
-    resumed = build_trainer(again, tmp_path, meta={"config": OmegaConf.to_container(again, resolve=True)})
+    resumed = train(*EVERY_STEP, "trainer.max_steps=6", f"trainer.resume={tmp_path}", run_dir=tmp_path, fit=False)
     assert resumed.load(str(tmp_path)) == 4
     resumed.fit()
     assert load_checkpoint(tmp_path)["step"] == 6
 
 
-def test_full_disk_through_the_cli_exits_1_in_one_line(tmp_path):
+def test_full_disk_through_the_cli_exits_1_in_one_line(cli, tiny, tmp_path):
     code = FULL_DISK + ("import sys, gantrain.files, gantrain.cli\n"
                         "gantrain.files.open = full_disk_open('step_0000002')\n"
                         "sys.argv[0] = 'gantrain'\ngantrain.cli.train()")
-    proc = subprocess.run([sys.executable, "-c", code, *TINY, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
-                          env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = cli.run("-c", code, *tiny, *EVERY_STEP, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                   timeout=120)
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("gantrain: error: no space left on the disk to write ") and "step_0000002.pt" in last, proc.stderr
@@ -240,7 +231,7 @@ def test_streamed_folder_skips_a_file_damaged_after_the_scan(image_tree, tmp_pat
 BAD_COMMAND_LINES = {
     "unknown key": (["trainer.max_step=3"], "trainer.max_step is not a config key (did you mean trainer.max_steps?)"),
     "unknown option": (["model=dcgn"], "model=dcgn is not an option of model (did you mean dcgan?)"),
-    "wrong type": (["trainer.batch_size=many"], "trainer.batch_size=many: must be a positive integer"),
+    "wrong type": (["trainer.batch_size=many"], "trainer.batch_size=many: Value 'many' of type 'str' could not be converted to Integer"),
     "non-positive steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be a positive integer"),
     "negative lr": (["optim.lr=-0.1"], "optim.generator.lr=-0.1: a learning rate must be a positive number"),
     "bad amp": (["trainer.amp=fp8"], "trainer.amp=fp8: use false, bf16 or fp16"),
@@ -255,24 +246,24 @@ BAD_COMMAND_LINES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_COMMAND_LINES))
-def test_bad_input_is_one_line_with_exit_status_2(case, tmp_path):
+def test_bad_input_is_one_line_with_exit_status_2(cli, case, tmp_path):
     args, expected = BAD_COMMAND_LINES[case]
-    proc = subprocess.run(["gantrain", *args], env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = cli.run("gantrain", *args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("gantrain: error: ") and expected in last, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_hydra_full_error_shows_the_trace(tmp_path):
-    proc = subprocess.run(["gantrain", "trainer=debug", "data.image_size=48"], env={**ENV, "HYDRA_FULL_ERROR": "1"},
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+def test_hydra_full_error_shows_the_trace(cli, tmp_path):
+    proc = cli.run("gantrain", "trainer=debug", "data.image_size=48", env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+                   cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
-    proc = subprocess.run(["gantrain", "-m", *TINY, "optim.lr=1e-4,-1,2e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                          env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_a_failing_sweep_job_does_not_stop_the_others(cli, tiny, tmp_path):
+    proc = cli.run("gantrain", "-m", *tiny, *EVERY_STEP, "optim.lr=1e-4,-1,2e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                   cwd=tmp_path)
     assert proc.returncode == 1
     assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.pt").is_file()
     assert (tmp_path / "sweep" / "2" / "checkpoints" / "last.pt").is_file()
@@ -280,12 +271,9 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
     assert "job 1 (" in proc.stderr and "optim.lr=-1" in proc.stderr and "learning rate must be a positive" in proc.stderr
 
 
-def test_checkpoint_of_another_image_size_is_refused_naming_both(tmp_path):
-    first = compose_config(*TINY, "trainer.max_steps=2")
-    build_trainer(first, tmp_path / "a", meta={"config": OmegaConf.to_container(first, resolve=True)}).fit()
-    other = compose_config(*TINY, "trainer.max_steps=4", "data.image_size=16", f"trainer.resume={tmp_path / 'a'}")
+def test_checkpoint_of_another_image_size_is_refused_naming_both(train, tiny_run, tmp_path):
     with pytest.raises(UserError, match=r"trained on samples of shape 1x32x32, this data gives 1x16x16"):
-        build_trainer(other, tmp_path / "b").fit()
+        train("trainer.max_steps=6", "data.image_size=16", f"trainer.resume={tiny_run}", run_dir=tmp_path / "b")
 
 
 def test_images_smaller_than_the_target_are_resized_up(tmp_path):

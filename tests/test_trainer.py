@@ -4,22 +4,9 @@ import time
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config
-from gantrain.build import build_trainer
 from gantrain.checkpoint import load_checkpoint
-
-SMALL = ("model.generator.width=8", "model.discriminator.width=8")
-
-
-def train(run_dir, *overrides, small=SMALL):
-    cfg = compose_config("trainer=debug", *small, *overrides)
-    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}}
-    trainer = build_trainer(cfg, run_dir, meta=meta)
-    trainer.fit()
-    return trainer
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -30,12 +17,13 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("extra", [(), ("trainer.n_critic=2", "loss=lsgan", "optim=rmsprop")])
-def test_resume_is_bitwise_identical_to_a_straight_run(tmp_path, extra):
+def test_resume_is_bitwise_identical_to_a_straight_run(train, tmp_path, extra):
     steps = ("trainer.checkpoint_every=20", "trainer.sample_every=20", "trainer.log_every=5")
-    straight = train(tmp_path / "straight", "trainer.max_steps=40", *steps, *extra)
-    first = train(tmp_path / "split", "trainer.max_steps=20", *steps, *extra)
+    straight = train("trainer.max_steps=40", *steps, *extra, run_dir=tmp_path / "straight")
+    first = train("trainer.max_steps=20", *steps, *extra, run_dir=tmp_path / "split")
     assert first.step == 20
-    resumed = train(tmp_path / "split", "trainer.max_steps=40", f"trainer.resume={tmp_path / 'split'}", *steps, *extra)
+    resumed = train("trainer.max_steps=40", f"trainer.resume={tmp_path / 'split'}", *steps, *extra,
+                    run_dir=tmp_path / "split")
     assert resumed.step == 40
     assert_same_weights(straight.system.G, resumed.system.G)
     assert_same_weights(straight.system.D, resumed.system.D)
@@ -43,8 +31,8 @@ def test_resume_is_bitwise_identical_to_a_straight_run(tmp_path, extra):
                        resumed.opt_g.state_dict()["state"][0]["exp_avg_sq" if not extra else "square_avg"])
 
 
-def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
-    train(tmp_path, "trainer.max_steps=6", "trainer.keep_checkpoints=2")
+def test_checkpoint_holds_everything_and_loads_weights_only(train, tmp_path):
+    train("trainer.max_steps=6", "trainer.keep_checkpoints=2", run_dir=tmp_path)
     files = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
     assert files == ["last.pt", "step_0000004.pt", "step_0000006.pt"]
     state = torch.load(tmp_path / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
@@ -56,28 +44,30 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     assert not list((tmp_path / "checkpoints").glob(".*tmp*"))  # no temporary files left behind
 
 
-def test_fixed_noise_survives_resume(tmp_path):
-    first = train(tmp_path, "trainer.max_steps=2")
+def test_fixed_noise_survives_resume(train, tmp_path):
+    first = train("trainer.max_steps=2", run_dir=tmp_path)
     # another seed on resume: noise drawn afresh would differ, so equality shows it came from the checkpoint
-    resumed = train(tmp_path, "trainer.max_steps=4", "seed=1", f"trainer.resume={tmp_path}")
+    resumed = train("trainer.max_steps=4", "seed=1", f"trainer.resume={tmp_path}", run_dir=tmp_path)
     assert torch.equal(first.fixed["z"], resumed.fixed["z"])
 
 
-def test_resume_beyond_a_crash_purges_later_events(tmp_path):
+def test_resume_beyond_a_crash_purges_later_events(train, tmp_path):
     # the "crashed" run logged up to step 8 but its newest kept checkpoint is step 4
-    train(tmp_path, "trainer.max_steps=8", "trainer.checkpoint_every=4", "trainer.log_every=1", "trainer.keep_checkpoints=5")
+    train("trainer.max_steps=8", "trainer.checkpoint_every=4", "trainer.log_every=1", "trainer.keep_checkpoints=5",
+          run_dir=tmp_path)
     (tmp_path / "checkpoints" / "last.pt").unlink()
     (tmp_path / "checkpoints" / "step_0000008.pt").unlink()
     time.sleep(1.1)  # event files sort by their creation second; a real resume is a later process anyway
-    train(tmp_path, "trainer.max_steps=10", "trainer.log_every=1", f"trainer.resume={tmp_path / 'checkpoints' / 'step_0000004.pt'}")
+    train("trainer.max_steps=10", "trainer.log_every=1", f"trainer.resume={tmp_path / 'checkpoints' / 'step_0000004.pt'}",
+          run_dir=tmp_path)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     steps = [e.step for e in events.Scalars("loss/D")]
     assert steps == list(range(1, 11))
 
 
-def test_tensorboard_has_the_promised_scalars_and_images(tmp_path):
-    train(tmp_path, "trainer.max_steps=4", "trainer.sample_every=2")
+def test_tensorboard_has_the_promised_scalars_and_images(train, tmp_path):
+    train("trainer.max_steps=4", "trainer.sample_every=2", run_dir=tmp_path)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -94,8 +84,9 @@ def test_tensorboard_has_the_promised_scalars_and_images(tmp_path):
     assert Image.open(tmp_path / "final.png").tobytes() == Image.open(grids[-1]).tobytes()  # the last grid
 
 
-def test_toy_run_draws_a_scatter_plot(tmp_path):
-    train(tmp_path, "experiment=toy_gaussian", "trainer=debug", "trainer.max_steps=4", "trainer.grid_size=50", small=())
+def test_toy_run_draws_a_scatter_plot(train, tmp_path):
+    train("experiment=toy_gaussian", "trainer=debug", "trainer.max_steps=4", "trainer.grid_size=50", run_dir=tmp_path,
+          base=())
     from PIL import Image
 
     img = Image.open(tmp_path / "final.png")
@@ -104,27 +95,25 @@ def test_toy_run_draws_a_scatter_plot(tmp_path):
     assert (255, 127, 14) in colours and (31, 119, 180) in colours  # generated and real points
 
 
-def test_max_steps_reached_trains_nothing_more(tmp_path):
-    first = train(tmp_path, "trainer.max_steps=2")
+def test_max_steps_reached_trains_nothing_more(train, tmp_path):
+    first = train("trainer.max_steps=2", run_dir=tmp_path)
     written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
-    again = train(tmp_path, "trainer.max_steps=2", f"trainer.resume={tmp_path}")
+    again = train("trainer.max_steps=2", f"trainer.resume={tmp_path}", run_dir=tmp_path)
     assert again.step == 2
     assert_same_weights(first.system.G, again.system.G)  # no update, not even one uncounted
     assert_same_weights(first.system.D, again.system.D)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == written  # nothing rewritten
 
 
-def test_mismatched_checkpoint_is_refused(tmp_path):
+def test_mismatched_checkpoint_is_refused(train, tiny_run, tmp_path):
     from gantrain.errors import UserError
 
-    train(tmp_path / "a", "trainer.max_steps=2")
     with pytest.raises(UserError, match="does not fit this generator"):
-        train(tmp_path / "b", "trainer.max_steps=4", "model.generator.width=16", f"trainer.resume={tmp_path / 'a'}")
+        train("trainer.max_steps=6", "model.generator.width=16", f"trainer.resume={tiny_run}", run_dir=tmp_path / "b")
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
-    cfg = compose_config("trainer=debug", *SMALL, "trainer.max_steps=2", "trainer.amp=bf16")
-    trainer = build_trainer(cfg, tmp_path, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
+def test_bf16_autocast_trains_on_cpu(train):
+    trainer = train("trainer.max_steps=2", "trainer.amp=bf16", fit=False)
     seen = {"G": set(), "D": set()}  # the dtypes each network's output had
     for name in seen:
         getattr(trainer.system, name).register_forward_hook(lambda m, args, out, name=name: seen[name].add(out.dtype))
@@ -149,8 +138,8 @@ def test_load_checkpoint_refuses_code(tmp_path):
         load_checkpoint(path)
 
 
-def test_learning_rates_decay_linearly_after_decay_start(tmp_path):
-    trainer = train(tmp_path, "trainer.max_steps=10", "trainer.decay_start=5", "trainer.log_every=1", "optim.lr=1e-3")
+def test_learning_rates_decay_linearly_after_decay_start(train, tmp_path):
+    trainer = train("trainer.max_steps=10", "trainer.decay_start=5", "trainer.log_every=1", "optim.lr=1e-3", run_dir=tmp_path)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     lrs = {e.step: e.value for e in events.Scalars("lr/G")}
