@@ -30,7 +30,6 @@ import torchvision
 import yaml
 from PIL import Image
 
-from conftest import make_image_tree, make_mnist, make_unpaired
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -137,8 +136,6 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "num_samples": 64,              # gantrain-eval num_samples=10000
     "hydra.sweeper.n_trials": 2,    # a search's trials
 }
-CYCLEGAN_SMALL = {"data.image_size": "32", "model.generator.n_blocks": "2", "model.generator.width": "8",
-                  "model.discriminator.width": "8"}
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
     "readme_pictures.py": ["--data", "../shared/data", "--steps", "2", "--out", "{scratch}/pictures"],
@@ -157,8 +154,8 @@ def runnable(command: str, places: dict[str, str]) -> list[str]:
       (`data`, `../shared/data`, `path/to/images`, `samples.npz`, `my_configs`) exist as written in the
       test's working directory and stay; `scripts/X.py` is this checkout's script and `python` this Python;
     - training (`gantrain` without --help/--cfg): `trainer=debug` appended, and the values in CAPS capped
-      (a command-line value beats trainer=debug's); `trainer.eval_every` gets tiny metrics settings; a CycleGAN
-      gets 32x32 crops and slim nets unless the command sets them (until trainer=debug shrinks CycleGAN);
+      (a command-line value beats trainer=debug's; trainer=debug shrinks CycleGAN itself); `trainer.eval_every`
+      gets tiny metrics settings;
     - gantrain-sample `n=` and gantrain-eval `num_samples=` capped, and gantrain-eval gets `real_samples=128
       classifier_epochs=1`;
     - scripts get SCRIPT_FLAGS: their smallest settings, on the tiny data, writing into a scratch folder.
@@ -179,8 +176,6 @@ def runnable(command: str, places: dict[str, str]) -> list[str]:
         argv += [] if "trainer=debug" in argv else ["trainer=debug"]
         if "trainer.eval_every" in keys:
             argv += ["metrics.num_samples=64", "metrics.real_samples=128", "metrics.classifier_epochs=1"]
-        if "experiment=cyclegan" in argv and not debug_shrinks_cyclegan():
-            argv += [f"{k}={v}" for k, v in CYCLEGAN_SMALL.items() if k not in keys]
     if argv[0] == "gantrain-eval":
         argv += [f"{k}={v}" for k, v in (("real_samples", 128), ("classifier_epochs", 1)) if k not in keys]
     return env + argv
@@ -192,19 +187,6 @@ def cap(word: str, resume: bool) -> str:
         return word
     limit = CAPS[key] + (2 if resume and key == "trainer.max_steps" else 0)
     return f"{key}={min(int(value), limit)}"
-
-
-_SHRINKS = []
-
-
-def debug_shrinks_cyclegan() -> bool:
-    """Whether trainer=debug already makes CycleGAN small (work in progress elsewhere)."""
-    if not _SHRINKS:
-        from conftest import compose_config
-
-        cfg = compose_config("experiment=cyclegan", "data.root=x", "trainer=debug")
-        _SHRINKS.append(cfg.data.image_size <= 64 and cfg.model.generator.n_blocks <= 2)
-    return _SHRINKS[0]
 
 
 # ------------------------------------------------------------------ running
@@ -550,11 +532,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, make_data) -> Path:
     """One tiny run per session for every sample/eval/resume command: CS231n's vanilla GAN on a tiny MNIST
     (`trainer=debug`), so that its samples are 28x28 like the `real=mnist` they are scored against."""
     folder = tmp_path_factory.mktemp("trained")
-    make_mnist(folder / "data")
+    make_data.mnist(folder / "data")
     argv = ["gantrain", "experiment=cs231n_vanilla", f"data.root={folder / 'data'}", "trainer=debug",
             f"hydra.run.dir={folder / 'run'}"]
     with one_thread():
@@ -564,15 +546,15 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, trained_run) -> Workspace:
+def workspace(tmp_path_factory, trained_run, make_data) -> Workspace:
     root = tmp_path_factory.mktemp("readme")
     cwd = root / "main"
-    make_mnist(root / "shared" / "data")                                        # ../shared/data/MNIST/raw
-    make_image_tree(root / "shared" / "data" / "cifar10-5k", classes=("cat", "dog"), per_class=8, size=32)
-    make_mnist(cwd / "data")                                                    # data.root=data
+    make_data.mnist(root / "shared" / "data")                                        # ../shared/data/MNIST/raw
+    make_data.image_tree(root / "shared" / "data" / "cifar10-5k", classes=("cat", "dog"), per_class=8, size=32)
+    make_data.mnist(cwd / "data")                                                    # data.root=data
     make_celeba(cwd / "data" / "celeba")                                        # data=celeba's default root
-    make_image_tree(cwd / "path" / "to" / "images")
-    make_unpaired(cwd / "path" / "to" / "horse2zebra", per_domain=10)
+    make_data.image_tree(cwd / "path" / "to" / "images")
+    make_data.unpaired(cwd / "path" / "to" / "horse2zebra", per_domain=10)
     make_celeba(root / "celeba")                                                # /data/celeba, /path/to/celeba
     make_cifar(root / "cifar")                                                  # data.root=/data (CIFAR-10)
     (cwd / "my_configs" / "model").mkdir(parents=True)
