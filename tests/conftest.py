@@ -160,36 +160,44 @@ def held_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def compose():
+    """compose(*overrides): the real configs, as `gantrain <overrides>` composes them (hydra node left out)."""
     return compose_config
 
 
 @pytest.fixture(scope="session")
 def tiny() -> tuple[str, ...]:
+    """The tiny GAN: trainer=debug (4 steps of batch 8, on the bundled digits) with 8-channel networks."""
     return TINY
 
 
 @pytest.fixture(scope="session")
 def tiny_cyclegan() -> tuple[str, ...]:
+    """A tiny CycleGAN (32x32 crops, one residual block, 8-channel networks, batch 4); add data.root=..."""
     return TINY_CYCLEGAN
 
 
 @pytest.fixture(scope="session")
 def make_data() -> SimpleNamespace:
+    """make_data.mnist(root, folder="MNIST", n=64), .image_tree(root, classes, per_class, size) and
+    .unpaired(root, per_domain): small datasets written under root (returned); no downloads."""
     return SimpleNamespace(mnist=make_mnist, image_tree=make_image_tree, unpaired=make_unpaired)
 
 
 @pytest.fixture
 def mnist_root(tmp_path_factory) -> Path:
+    """A fresh tiny MNIST (64 training and 32 test images) in a folder of its own."""
     return make_mnist(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture
 def image_tree(tmp_path_factory) -> Path:
+    """A fresh folder of two classes (cats/, dogs/) of 6 small PNG and JPEG images each."""
     return make_image_tree(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="session")
 def tensors_held():
+    """tensors_held(module): every tensor a module holds, by name (see held_tensors)."""
     return held_tensors
 
 
@@ -259,6 +267,7 @@ def pytest_runtest_call(item):
 
 @pytest.fixture(scope="session")
 def stop_loader_workers():
+    """stop_loader_workers(): shut down the DataLoader workers the running test made so far (e.g. per example)."""
     return _stop_loader_workers
 
 
@@ -423,6 +432,11 @@ class CommandServer:
 
 @pytest.fixture(scope="session")
 def cli(tmp_path_factory):
+    """cli.run(*argv, cwd=None, env=None, timeout=300, check=False) -> subprocess.CompletedProcess (text output), and
+    cli.start(*argv, cwd=None, env=None) -> a process with pid, send_signal, kill, wait(timeout) and communicate().
+    argv: a console script and its arguments (`gantrain ...`, `gantrain-sample ...`, `gantrain-eval ...`) or what
+    would follow `python` (`-c CODE ...`, `-m MODULE ...`, `path/to/script.py ...`). cwd and env default to this
+    process's, as with subprocess; env's PYTHONPATH is put on sys.path as the interpreter would."""
     server = CommandServer(tmp_path_factory.mktemp("commands"))
     yield server
     server.close()
