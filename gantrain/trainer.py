@@ -91,6 +91,7 @@ class Trainer:
         self.evaluations: list[dict] = []  # {"step": N, metric: value, ...} of every evaluation, kept on resume
         self.early = EarlyStopping(settings.best_metric, settings.patience, settings.must_reach, settings.must_reach_by)
         self.stop_reason: str | None = None  # why an early-stopping rule ended the run
+        self.last_values: dict[str, float] = {}  # the last logging interval's means, for the progress line
         self.seconds_before, self.images_total = 0.0, 0  # wall time of earlier sessions of this run; images trained
         self.began, self.eval_seconds = time.perf_counter(), 0.0  # set again when training begins
         self.skipped = 0
@@ -316,7 +317,7 @@ class Trainer:
 
     def progress_line(self) -> str:
         """The system's statistics of the last logging interval, then the training speed."""
-        values = getattr(self, "last_values", {})
+        values = self.last_values
         speed = f"{values['perf/images_per_sec']:.0f} img/s" if "perf/images_per_sec" in values else ""
         return "  ".join(part for part in (self.system.progress(values), speed) if part)
 
