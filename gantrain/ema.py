@@ -46,8 +46,8 @@ class EMA(nn.Module):
     """A frozen copy of a network whose weights follow it: w <- decay * w + (1 - decay) * w_network.
 
     Before `start` steps the copy simply equals the network (early weights are not worth averaging).
-    Buffers are copied from the network each step, but G's BatchNorm statistics describe G's activations,
-    not those of the averaged weights (sampled with them, the EMA generator of cs231n_dcgan scored an FID over
+    Buffers are copied from the network each step, but once the weights are averaged G's BatchNorm statistics
+    describe G's activations, not those of the averaged weights (sampled with them, the EMA generator of cs231n_dcgan scored an FID over
     ten times worse than G's; docs/ema_bn_study.md). So before it samples, `refresh` replaces them with
     standing statistics of the averaged weights, once per update (and once after loading a checkpoint).
     """
@@ -73,7 +73,9 @@ class EMA(nn.Module):
             torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)
         for b_mine, b_theirs in zip(self.network.buffers(), network.buffers()):
             b_mine.copy_(b_theirs)
-        self.fresh = False
+        # A copy's statistics are the network's own, right for its weights; averaged weights need standing ones
+        # (which also spares a run that never reaches `start`, such as trainer=debug's, their cost).
+        self.fresh = step <= self.start
 
     @staticmethod
     def _loaded(module: "EMA", keys) -> None:

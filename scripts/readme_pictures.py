@@ -30,7 +30,7 @@ def recipes(data: Path) -> dict[str, list[str]]:
         "dcgan_mnist": ["experiment=dcgan_mnist", *mnist, "trainer.max_steps=1200"],
         "mlp_cifar10": ["experiment=mlp_cifar10", *cifar5k, "data.image_size=32", "trainer.max_steps=4000"],
         "toy_gaussian": ["experiment=toy_gaussian"],
-        "dcgan_celeba": ["experiment=dcgan_celeba", *cifar5k, "data.image_size=64", "trainer.max_steps=800",
+        "dcgan_celeba": ["experiment=dcgan_celeba", *cifar5k, "trainer.max_steps=800",
                          "trainer.batch_size=64", "trainer.amp=bf16"],
     }
 

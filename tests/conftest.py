@@ -18,7 +18,8 @@ Fixtures (tests ask for them by name; nothing here is imported by a test):
     cli            cli.run(*argv, cwd=..., env=None, timeout=300, check=False) -> subprocess.CompletedProcess and
                    cli.start(*argv, cwd=..., env=None) -> a process to signal, kill and wait for: argv is a console
                    script (`gantrain`, `gantrain-sample`, `gantrain-eval`) or what follows `python` (`-c CODE`,
-                   `-m MODULE`, `path/to/script.py`), run as a real process forked from a warm interpreter
+                   `-m MODULE`, `path/to/script.py`), run as a real process forked from a warm interpreter;
+                   cli.run_ranks(world, *argv, ...) runs it on `world` ranks as torchrun would
     tensors_held   tensors_held(module): every tensor a module holds, by name
     stop_loader_workers  stop_loader_workers(): shut down the DataLoader workers the running test made so far
                    (done anyway when a test ends; see below)
@@ -33,10 +34,12 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
@@ -423,6 +426,31 @@ class CommandServer:
         if check and done.returncode != 0:
             raise AssertionError(f"{shlex.join(command.args)} exited {done.returncode}\n{out}\n{err}")
         return done
+
+    def run_ranks(self, world: int, *argv: str, cwd=None, env: dict | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess:
+        """argv on `world` ranks started as torchrun starts its workers (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR
+        and MASTER_PORT in each one's environment), but forked from the warm interpreter instead of paying for
+        world + 1 fresh ones. The exit status is the first failing rank's; the output is every rank's, in order.
+        Real torchrun keeps its own tests (tests/test_distributed.py) for what the launcher itself does."""
+        with socket.socket() as probe:  # a free port for rank 0's rendezvous store
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        base = dict(os.environ if env is None else env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                    WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+        ranks = [self.start(*argv, cwd=cwd, env=dict(base, RANK=str(r), LOCAL_RANK=str(r))) for r in range(world)]
+        deadline = time.monotonic() + timeout
+        try:
+            codes = [rank.wait(max(0.0, deadline - time.monotonic())) for rank in ranks]
+        except subprocess.TimeoutExpired:
+            for rank in ranks:
+                if rank.returncode is None:
+                    os.killpg(rank.pid, signal.SIGKILL)
+                    rank.wait()
+            raise
+        outputs = [rank.communicate() for rank in ranks]
+        return subprocess.CompletedProcess([str(a) for a in argv], next((c for c in codes if c), 0),
+                                           "".join(o for o, _ in outputs), "".join(e for _, e in outputs))
 
     def close(self) -> None:
         self.process.stdin.close()

@@ -132,16 +132,6 @@ def test_plain_install_finds_the_configs(tmp_path):
     assert out.strip() == "gantrain.models.infogan.Generator"
 
 
-def test_parallel_sweep_with_the_joblib_launcher(cli, tiny, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    proc = cli.run("gantrain", "-m", "hydra/launcher=parallel", *tiny, "loss=bce,lsgan",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, check=True)
-    assert "2 of 2 jobs succeeded" in proc.stderr
-    assert all((tmp_path / "sweep" / n / "checkpoints" / "last.pt").is_file() for n in ("0", "1"))
-    launcher = yaml.safe_load((tmp_path / "sweep" / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["launcher"]
-    assert launcher["_target_"].endswith("JoblibLauncher")  # the jobs ran through joblib, not the default launcher
-
-
 def test_slurm_launcher_preset_composes(cli, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     out = cli.run("gantrain", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path, check=True).stdout

@@ -1,4 +1,6 @@
-"""torchrun with the gloo backend on the CPU: 2 processes train one model, rank 0 writes everything."""
+"""torchrun with the gloo backend on the CPU: 2 processes train one model, rank 0 writes everything. The first
+run goes through real torchrun; the others start their 2 ranks as torchrun would, forked from the warm interpreter
+(`cli.run_ranks`), which saves three fresh interpreters a launch."""
 
 import os
 import shutil
@@ -45,7 +47,7 @@ def test_a_checkpoint_resumes_at_any_world_size(cli, two_process_run, tmp_path):
     run_dir = shutil.copytree(two_process_run[0] / "run", tmp_path / "run")  # saved by 2 processes at step 6
     one = cli.run("gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=8", cwd=tmp_path, env=ENV)  # 1 process
     assert one.returncode == 0, one.stderr
-    two = torchrun(tmp_path, f"trainer.resume={run_dir}", "trainer.max_steps=10")
+    two = cli.run_ranks(2, "gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=10", cwd=tmp_path, env=ENV)
     assert two.returncode == 0, two.stderr
     assert load_checkpoint(run_dir)["step"] == 10 and "weights identical on 2 ranks" in two.stdout + two.stderr
 
@@ -60,7 +62,8 @@ def test_ranks_train_on_disjoint_shards():
     assert next(shards[0])["real"].shape == (10, 2)  # the next epoch goes on
 
 
-def test_sync_bn_on_cpu_is_refused_in_one_line(tiny, tmp_path):
-    proc = torchrun(tmp_path, *tiny, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
+def test_sync_bn_on_cpu_is_refused_in_one_line(cli, tiny, tmp_path):
+    proc = cli.run_ranks(2, "gantrain", *tiny, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                         env=ENV)
     assert proc.returncode != 0
     assert "gantrain: error: trainer.sync_bn=true needs CUDA devices" in proc.stderr

@@ -69,6 +69,19 @@ def test_ema_refreshes_once_per_update_and_after_loading():
     assert not ema.fresh  # a loaded EMA recomputes its statistics before it samples
 
 
+def test_before_its_start_the_ema_is_a_copy_and_samples_with_the_networks_statistics():
+    net, calls = Shift(), []
+    ema = EMA(net, decay=0.5, start=2)
+    counting = lambda network, generator, n: calls.append(n) or draw(network, generator, n)
+    for step in (1, 2):
+        ema.update(net, step=step)
+        ema.refresh(counting)
+        assert calls == [] and ema.fresh  # the copy's statistics are G's, which fit its weights
+    ema.update(net, step=3)  # averaged from here on
+    ema.refresh(counting)
+    assert len(calls) == STANDING_BATCHES
+
+
 class Scaled(nn.Module):
     """A network without BatchNorm but with a buffer of its own (and a LayerNorm, which holds none)."""
 

@@ -3,8 +3,9 @@ filled by tiny fixtures; a README command that is neither run nor listed in NOT_
 
 How a command becomes what runs is in one place, `runnable()`. Most commands run in this process
 through the console scripts' own functions (the exit status is the one `sys.exit` would give the
-shell); the set-up command, one command of each entry point, the scripts and the commands that need
-an environment run as real subprocesses (`AS_SUBPROCESS`).
+shell); one command of each entry point, the scripts and the commands that need an environment run
+as processes of their own (`AS_PROCESS`), forked from a warm interpreter by the `cli` fixture, and the
+set-up command as a real subprocess through the installed console script.
 """
 
 import io
@@ -56,9 +57,10 @@ IMPLIED = {
         "the `# or fake=<image folder>` comment of the Metrics block, with an image folder",
 }
 
-# Run as real subprocesses (a regular expression searched in the README command); the rest run in-process.
-AS_SUBPROCESS = (
-    r"^gantrain$",                          # the set-up command
+# The set-up command runs as a real subprocess, through the console script pip installed.
+AS_SUBPROCESS = r"^gantrain$"
+# Run as processes of their own (a regular expression searched in the README command); the rest run in-process.
+AS_PROCESS = (
     r"^gantrain-sample run=\S+ n=\d+ out=samples\.npz$",
     r"^gantrain-eval run=\S+ metrics=",
     r"hydra\.searchpath=",                  # the user's package comes through PYTHONPATH
@@ -138,7 +140,8 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
 }
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
-    "readme_pictures.py": ["--data", "../shared/data", "--steps", "2", "--out", "{scratch}/pictures"],
+    # one recipe: each recipe is a README command of its own, run here (test_every_readme_picture_is_a_readme_command)
+    "readme_pictures.py": ["toy_gaussian", "--data", "../shared/data", "--steps", "2", "--out", "{scratch}/pictures"],
     "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
     "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
@@ -238,11 +241,16 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
-def run_subprocess(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+def run_process(argv: list[str], cwd: Path, env: dict[str, str], cli=None) -> tuple[int, str]:
+    """argv (`NAME=value` assignments first, as a shell reads them) as a process of its own: forked by `cli` when
+    given, else a real subprocess."""
     assignments = {w.split("=", 1)[0]: w.split("=", 1)[1] for w in argv if re.fullmatch(r"[A-Z_]+=\S*", w)}
-    argv = argv[len(assignments):]
-    proc = subprocess.run(argv, cwd=cwd, env={**os.environ, **env, **assignments}, capture_output=True, text=True,
-                          timeout=600)
+    argv, env = argv[len(assignments):], {**os.environ, **env, **assignments}
+    if cli is not None:
+        argv = argv[1:] if argv[0] == sys.executable else argv  # the forked interpreter is this Python
+        proc = cli.run(*argv, cwd=cwd, env=env, timeout=600)
+    else:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -250,8 +258,8 @@ class Workspace:
     """The README's world in miniature: a working directory `main/` beside `shared/data`, the fixtures for
     absolute placeholders, the shared tiny run, and each README command's outcome once it has run."""
 
-    def __init__(self, root: Path, trained_run: Path):
-        self.root, self.cwd, self.trained_run = root, root / "main", trained_run
+    def __init__(self, root: Path, trained_run: Path, cli):
+        self.root, self.cwd, self.trained_run, self.cli = root, root / "main", trained_run, cli
         self.outcomes: dict[str, Outcome] = {}
         self.places = {
             "/data/celeba": str(root / "celeba"), "/path/to/celeba": str(root / "celeba"), "/data": str(root / "cifar"),
@@ -283,8 +291,10 @@ class Workspace:
             before.add(run)
         wait_for_a_new_second()  # two runs started in the same second would share outputs/DATE/TIME
         started = time.perf_counter()
-        if any(re.search(p, command) for p in AS_SUBPROCESS):
-            code, output = run_subprocess(argv, self.cwd, env)
+        if re.search(AS_SUBPROCESS, command):
+            code, output = run_process(argv, self.cwd, env)
+        elif any(re.search(p, command) for p in AS_PROCESS):
+            code, output = run_process(argv, self.cwd, env, self.cli)
         else:
             code, output = run_in_process(argv, self.cwd)
         outcome = Outcome(command, argv, code, output, time.perf_counter() - started)
@@ -376,6 +386,10 @@ def check_sweep(outcome: Outcome, argv: list[str]) -> None:
     assert len(jobs) == expected, (len(jobs), expected, outcome.explain())
     for job in jobs:
         assert (job / "checkpoints" / "last.pt").is_file(), (job, outcome.explain())
+    if options.get("hydra/launcher") == "parallel":  # the jobs ran through joblib, not the default launcher
+        launcher = yaml.safe_load((jobs[0] / ".hydra" / "hydra.yaml").read_text())["hydra"]["launcher"]
+        assert launcher["_target_"].endswith("JoblibLauncher"), launcher
+        assert f"{expected} of {expected} jobs succeeded" in outcome.output, outcome.explain()
 
 
 def outcome_cwd(outcome: Outcome) -> Path:
@@ -421,13 +435,7 @@ def check_make_unpaired_demo(outcome: Outcome, ws: Workspace) -> None:
 
 def check_readme_pictures(outcome: Outcome, ws: Workspace) -> None:
     pictures = Path(ws.places["scratch"]) / "pictures"
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from readme_pictures import recipes
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    names = list(recipes(Path("data")))
-    assert sorted(p.stem for p in pictures.glob("*.png")) == sorted(names), outcome.explain()
+    assert [p.stem for p in pictures.glob("*.png")] == ["toy_gaussian"], outcome.explain()
     assert ws.docs_before == docs_state(), "the quick run changed docs/"
 
 
@@ -546,7 +554,7 @@ def trained_run(tmp_path_factory, make_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, trained_run, make_data) -> Workspace:
+def workspace(tmp_path_factory, trained_run, make_data, cli) -> Workspace:
     root = tmp_path_factory.mktemp("readme")
     cwd = root / "main"
     make_data.mnist(root / "shared" / "data")                                        # ../shared/data/MNIST/raw
@@ -562,7 +570,7 @@ def workspace(tmp_path_factory, trained_run, make_data) -> Workspace:
     (cwd / "mypackage").mkdir()
     (cwd / "mypackage" / "__init__.py").write_text("")
     (cwd / "mypackage" / "nets.py").write_text(MYPACKAGE_NETS)
-    ws = Workspace(root, trained_run)
+    ws = Workspace(root, trained_run, cli)
     ws.docs_before = docs_state()
     with one_thread(), pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(cwd))  # mypackage, for in-process commands (subprocesses get PYTHONPATH)
@@ -588,12 +596,39 @@ def test_every_readme_command_is_run_or_listed():
     assert set(COMMANDS) == listed | (set(RUN) - set(IMPLIED))
     stale = [p for p in NOT_RUN if not any(re.search(p, c) for c in COMMANDS)]
     assert not stale, f"NOT_RUN entries that match no README command: {stale}"
-    unmatched = [p for p in (*AS_SUBPROCESS, *RUN_MADE_BY.values(), *NEEDS.values())
+    unmatched = [p for p in (AS_SUBPROCESS, *AS_PROCESS, *RUN_MADE_BY.values(), *NEEDS.values())
                  if p.startswith("^") and not any(re.search(p, c) for c in RUN)]
     assert not unmatched, f"patterns that match no README command: {unmatched}"
     for command in RUN:  # every command has a known program and, for scripts, its smallest settings
         words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
         assert words[0] in PROGRAMS or Path(words[1]).name in SCRIPT_FLAGS, command
+
+
+def readme_picture_recipes(data: Path) -> dict[str, list[str]]:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from readme_pictures import recipes
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return recipes(data)
+
+
+def test_every_readme_picture_is_a_readme_command():
+    """scripts/readme_pictures.py trains what the README's recipe commands train, so running those commands (below)
+    covers every recipe of the script; its own README command runs one recipe."""
+    data = REPO.parent / "shared" / "data"
+    for name, recipe in readme_picture_recipes(data).items():
+        words = [w.replace(str(data), "../shared/data") for w in recipe]
+        if name == "default":
+            assert "gantrain" in RUN
+            continue
+        assert any(shlex.split(c)[1:] == words for c in RUN if c.startswith("gantrain ")), (name, words)
+
+
+def test_every_entry_point_is_installed_as_a_command():
+    """The commands forked by the `cli` fixture run the entry point's function; the wrappers pip writes exist too."""
+    for program in PROGRAMS:
+        assert shutil.which(program), f"{program} is not on PATH: reinstall with pip install -e ."
 
 
 @pytest.mark.parametrize("command", RUN)
