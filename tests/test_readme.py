@@ -289,7 +289,8 @@ class Workspace:
         before = set(self.cwd.glob("outputs/*/*")) | set(self.cwd.glob("outputs/multirun/*/*"))
         if any(w.startswith(("trainer.resume=", "run=")) for w in argv):
             before.add(run)
-        wait_for_a_new_second()  # two runs started in the same second would share outputs/DATE/TIME
+        if argv[len(env_words(argv))] == "gantrain" and not {"--help", "--cfg"} & set(argv):  # it makes a run
+            wait_for_a_new_second()  # two runs started in the same second would share outputs/DATE/TIME
         started = time.perf_counter()
         if re.search(AS_SUBPROCESS, command):
             code, output = run_process(argv, self.cwd, env)
@@ -314,6 +315,11 @@ class Workspace:
     def readme_command(self, pattern: str) -> str:
         (command,) = [c for c in RUN if re.search(pattern, c)]
         return command
+
+
+def env_words(argv: list[str]) -> list[str]:
+    """The `NAME=value` assignments a command starts with."""
+    return [w for w in argv[:2] if re.fullmatch(r"[A-Z_]+=\S*", w)]
 
 
 _LAST_START = [0.0]
