@@ -1,4 +1,5 @@
-"""Console entry points (`gantrain`, `gantrain-sample`, `gantrain-eval`): thin Hydra wrappers around build and Trainer."""
+"""Console entry points (`gantrain`, `gantrain-sample`, `gantrain-eval`, `gantrain-export`): thin Hydra wrappers
+around build, the Trainer, sampling, evaluation and export."""
 
 import functools
 import hashlib
@@ -22,7 +23,7 @@ from gantrain.objective import direction
 
 log = logging.getLogger("gantrain")
 CONFIG_PATH = "pkg://gantrain.configs"
-# gantrain-sample and gantrain-eval have their own folder: beside the training groups, Hydra would read
+# gantrain-sample, gantrain-eval and gantrain-export have their own folder: beside the training groups, Hydra would read
 # `metrics=[fid]` as a choice of the `metrics` group instead of the value of the eval config's key
 COMMAND_CONFIG_PATH = "pkg://gantrain.cli_configs"
 
@@ -300,19 +301,50 @@ def _sample(cfg: DictConfig) -> None:
 
     if cfg.run is None:
         raise UserError("say which run to sample from: gantrain-sample run=outputs/DATE/TIME (or a .pt file)")
+    from gantrain.walks import DEFAULT_N, MODES, Picture, draw_picture
+
+    if cfg.mode not in MODES:
+        raise UserError(f"mode={cfg.mode}: use {', '.join(MODES)}")
     if cfg.input is not None:
         from gantrain.translate import translate_folder
 
+        if cfg.mode != "samples":
+            raise UserError(f"mode={cfg.mode} draws from noise; input= translates a folder with a CycleGAN: drop one")
         print(translate_folder(cfg.run, cfg.input, cfg.out, cfg.direction, cfg.batch_size, cfg.device, cfg.trust_checkpoint))
         return
-    for path in sample_to_files(cfg.run, cfg.n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label,
-                                cfg.trust_checkpoint):
-        print(path)
+    n = DEFAULT_N[cfg.mode] if cfg.n is None else cfg.n
+    if cfg.mode == "samples":
+        for path in sample_to_files(cfg.run, n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label,
+                                    cfg.trust_checkpoint, cfg.truncation, cfg.tensorboard):
+            print(path)
+        return
+    picture = Picture(cfg.mode, n, cfg.seed, cfg.label, cfg.truncation, cfg.steps, cfg.points, cfg.frames, cfg.fps,
+                      cfg.batch_size)
+    print(draw_picture(cfg.run, picture, cfg.out, cfg.tensorboard, cfg.device, cfg.trust_checkpoint))
 
 
 def sample() -> None:
-    """`gantrain-sample run=<run dir|.pt> n=64 out=samples.npz`: draw samples from a trained generator."""
+    """`gantrain-sample run=<run dir|.pt> n=64 out=samples.npz`: draw samples from a trained generator;
+    `mode=interpolate|walk|classes` pictures of its latent space."""
     _sample()
+
+
+# ------------------------------------------------------------------ gantrain-export
+@hydra.main(version_base="1.3", config_path=COMMAND_CONFIG_PATH, config_name="export")
+@reports_user_errors
+def _export(cfg: DictConfig) -> None:
+    from gantrain.export import export_run
+
+    if cfg.run is None:
+        raise UserError("say which run to export: gantrain-export run=outputs/DATE/TIME format=onnx out=generator.onnx")
+    for path in export_run(cfg.run, cfg.format, cfg.out, cfg.direction, cfg.truncation, cfg.seed, cfg.trust_checkpoint):
+        print(path)
+
+
+def export() -> None:
+    """`gantrain-export run=<run dir|.pt> format=onnx|torchscript out=generator.onnx`: the generator as a checked
+    ONNX or TorchScript file with a model card."""
+    _export()
 
 
 # ------------------------------------------------------------------ gantrain-eval

@@ -1,28 +1,67 @@
-"""Draw samples from a trained run: an .npz of uint8 images (N, C, H, W) and a PNG grid."""
+"""Draw samples from a trained run: an .npz of uint8 images (N, C, H, W) and a PNG grid (gantrain-sample's
+default mode; gantrain.walks makes its other pictures)."""
 
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.utils import save_image
 
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import find_checkpoint, load_checkpoint
+from gantrain.latents import check_truncation
+from gantrain.pictures import log_to_tensorboard
 from gantrain.pixels import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
+from gantrain.systems.base import System
 
 log = logging.getLogger(__name__)
 MAX_GRID = 1024  # a PNG of more images than this is too big to look at
 
 
+def run_folder(run: str) -> Path | None:
+    """The run directory a `run=` value belongs to (the folder holding checkpoints/), None for a loose .pt file."""
+    checkpoint = find_checkpoint(run)
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
+def default_output(run: str, name: str) -> Path:
+    """`name` in the run directory, or beside a checkpoint that is in none."""
+    return (run_folder(run) or find_checkpoint(run).parent) / name
+
+
+def tensorboard_dir(run: str, tensorboard: bool | str | None) -> Path | None:
+    """Where `tensorboard=` logs a picture: true: the run's own event files; a folder: there; false: nowhere."""
+    if tensorboard is None or tensorboard is False:
+        return None
+    if tensorboard is True:
+        folder = run_folder(run)
+        if folder is None:
+            raise UserError(f"tensorboard=true logs into the run directory; run={run} is a checkpoint outside one: "
+                            f"give a log folder, tensorboard=path/to/logs")
+        return folder
+    return Path(str(tensorboard)).expanduser()
+
+
+def load_sampler(run: str, device: str, trust: bool = False) -> tuple[dict, System]:
+    """A run's checkpoint and its system, on `device` in eval mode; refused unless it draws samples from noise."""
+    state = load_checkpoint(run)
+    system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
+    if system.translates:
+        raise UserError(f"{state['path']} holds a model that translates images rather than drawing them from noise: "
+                        f"gantrain-sample run={run} input=<folder of images> out=<folder> direction=AtoB")
+    if not system.draws_samples:
+        raise UserError(f"{state['path']} holds a {type(system).__name__}, which does not draw samples from noise")
+    return state, system
+
+
 def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
     """(npz, png) paths: `out` may name either one; the default is samples.npz beside the checkpoints."""
     if out is None:
-        checkpoint = find_checkpoint(run)
-        base = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-        out = str(base / "samples.npz")
+        out = str(default_output(run, "samples.npz"))
     path = Path(out).expanduser()
     if path.suffix.lower() not in (".npz", ".png"):
         raise UserError(f"out={out}: name an .npz (samples) or .png (grid) file")
@@ -31,19 +70,19 @@ def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
 
 
 def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: str, seed: int,
-                    label: int | None = None, trust: bool = False) -> list[Path]:
+                    label: int | None = None, trust: bool = False, truncation: float | None = None,
+                    tensorboard: bool | str | None = None) -> list[Path]:
     if n <= 0 or batch_size <= 0:
         raise UserError(f"n={n}, batch_size={batch_size}: both must be positive")
     npz_path, png_path = output_paths(run, out)
-    state = load_checkpoint(run)
-    system = system_from_checkpoint(state, trust).to(resolve_device(device)).eval()
-    if system.translates:
-        raise UserError(f"{state['path']} holds a model that translates images rather than drawing them from noise: "
-                        f"gantrain-sample run={run} input=<folder of images> out=<folder> direction=AtoB")
-    if not system.draws_samples:
-        raise UserError(f"{state['path']} holds a {type(system).__name__}, which does not draw samples from noise")
+    log_dir = tensorboard_dir(run, tensorboard)
+    state, system = load_sampler(run, device, trust)
+    check_truncation(system.z_dist, truncation)
     labels = class_labels(system, n, label)
-    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **({"labels": labels} if labels is not None else {}))
+    # only what is asked for is passed: a family of one's own may predate the truncation argument
+    options = {"labels": labels, "truncation": truncation}
+    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed),
+                            **{key: value for key, value in options.items() if value is not None})
     if samples.ndim == 4:
         arrays = {"images": to_uint8(samples).numpy()} | ({"labels": labels.numpy()} if labels is not None else {})
         np.savez_compressed(npz_path, **arrays)
@@ -53,19 +92,26 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
         from gantrain.loggers import scatter, to_pil
 
         to_pil(scatter(samples, None)).save(png_path)
+    if log_dir is not None:
+        log_to_tensorboard(log_dir, "gantrain-sample/samples", state["step"], [Image.open(png_path).convert("RGB")])
     log.info("%d samples from %s (step %d) -> %s, %s", n, state["path"], state["step"], npz_path, png_path)
     return [npz_path, png_path]
 
 
 def class_labels(system, n: int, label: int | None) -> torch.Tensor | None:
     """The classes to draw for a conditional model: all of one (`label=3`) or each in turn."""
-    classes = system.num_classes
-    if not classes:
-        if label is not None:
-            raise UserError(f"label={label}: this model is not conditional; drop label=")
+    check_label(system, label)
+    if not system.num_classes:
         return None
     if label is None:
-        return torch.arange(n) % classes
-    if not 0 <= int(label) < classes:
-        raise UserError(f"label={label}: this model knows classes 0..{classes - 1}")
+        return torch.arange(n) % system.num_classes
     return torch.full((n,), int(label), dtype=torch.long)
+
+
+def check_label(system, label: int | None) -> None:
+    """label= is a class of a conditional model."""
+    classes = system.num_classes
+    if not classes and label is not None:
+        raise UserError(f"label={label}: this model is not conditional; drop label=")
+    if classes and label is not None and not 0 <= int(label) < classes:
+        raise UserError(f"label={label}: this model knows classes 0..{classes - 1}")

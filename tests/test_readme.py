@@ -34,7 +34,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report")
+PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
 
 # README commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
@@ -45,6 +45,7 @@ NOT_RUN = {
     r"^python scripts/report_screenshot\.py": "needs Chromium; tests/test_sweeps.py renders a report page with it where "
                                                "one is installed and skips with the reason where none is",
     r"^gantrain-eval$": "the program's name in prose, not a command",
+    r"^gantrain-export$": "the program's name in prose, not a command",
     r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
                                                           "is in the 'Adding your own component' section",
     r"^gantrain-sample input=\.\.\. direction=AtoB\|BtoA$": "a syntax summary (`...`, `AtoB|BtoA`); the CycleGAN "
@@ -73,6 +74,7 @@ RUN_MADE_BY = {
     r"input=": r"^gantrain experiment=cyclegan data\.root=path/to/horse2zebra$",  # translate with a CycleGAN
     r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
     r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
+    r"^gantrain-sample .*(truncation=|mode=classes)": r"^gantrain experiment=cgan_mnist ",  # normal latents, classes
 }
 # README commands whose outputs a later command reads.
 NEEDS = {
@@ -146,6 +148,8 @@ SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placehold
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
     "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
     "gpu_check.py": ["--steps", "2"],  # without a GPU it only says so; with one, 2 timed steps per row
+    "truncation_study.py": ["--steps", "2", "--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1",
+                            "--out", "{scratch}/truncation"],
 }
 
 
@@ -215,7 +219,7 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     import gantrain.report as report
 
     entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": report.main}[argv[0]]
+             "gantrain-report": report.main, "gantrain-export": cli.export}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:
@@ -356,6 +360,8 @@ def check(outcome: Outcome, ws: Workspace) -> None:
         check_eval(outcome, options, ws)
     elif program == "gantrain-report":
         check_report(outcome, ws)
+    elif program == "gantrain-export":
+        check_export(outcome, options, ws)
 
 
 def check_run(outcome: Outcome, options: dict) -> None:
@@ -413,6 +419,9 @@ def check_report(outcome: Outcome, ws: Workspace) -> None:
 
 def check_sample(outcome: Outcome, options: dict, ws: Workspace) -> None:
     run = Path(options["run"])
+    if options.get("mode", "samples") != "samples":
+        check_picture(outcome, options, ws)
+        return
     out = ws.cwd / options["out"] if "out" in options else run / "samples.npz"  # default: beside the checkpoints
     if "input" in options:
         source = ws.cwd / options["input"]
@@ -424,6 +433,25 @@ def check_sample(outcome: Outcome, options: dict, ws: Workspace) -> None:
         if "label" in options:
             assert (arrays["labels"] == int(options["label"])).all()
     assert out.with_suffix(".png").is_file(), outcome.explain()
+
+
+def check_picture(outcome: Outcome, options: dict, ws: Workspace) -> None:
+    """mode=interpolate|classes: a PNG; mode=walk: a GIF of points x frames frames (and its TensorBoard image)."""
+    mode, run = options["mode"], Path(options["run"])
+    out = ws.cwd / options["out"] if "out" in options else run / {"walk": "walk.gif"}.get(mode, f"{mode}.png")
+    picture = Image.open(out)
+    if mode == "walk":
+        assert picture.n_frames == int(options.get("points", 4)) * int(options.get("frames", 12)), outcome.explain()
+    if options.get("tensorboard") == "true":
+        assert len(list(run.glob("events.out.tfevents.*"))) >= 2, outcome.explain()  # training's and the picture's
+
+
+def check_export(outcome: Outcome, options: dict, ws: Workspace) -> None:
+    out = ws.cwd / options["out"]
+    card = json.loads(out.with_name(out.name + ".card.json").read_text())
+    assert out.is_file() and out.with_name(out.name + ".card.md").is_file(), outcome.explain()
+    assert card["file"] == out.name and card["check"]["max_abs_difference"] <= 1e-4, (card, outcome.explain())
+    assert options["out"] in outcome.output.splitlines(), outcome.explain()  # the files written, one a line
 
 
 def check_eval(outcome: Outcome, options: dict, ws: Workspace) -> None:
@@ -454,13 +482,22 @@ def check_eval_speed(outcome: Outcome, ws: Workspace) -> None:
     assert re.search(r"^evaluation 1: 64 samples in .* fid ", outcome.output, re.M), outcome.explain()
 
 
+def check_truncation_study(outcome: Outcome, ws: Workspace) -> None:
+    out = Path(ws.places["scratch"]) / "truncation"
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert (out / "truncation.png").is_file() and len(results) == 7, outcome.explain()
+    assert {"fid", "is", "precision", "recall"} <= set(results[0]), results
+    assert ws.docs_before == docs_state(), "the quick run changed docs/"
+
+
 def check_gpu_check(outcome: Outcome, ws: Workspace) -> None:
     no_gpu = outcome.output.startswith("gpu_check: no CUDA GPU found")
     assert no_gpu or re.search(r"^check\s+result\s+images/s", outcome.output, re.M), outcome.explain()
 
 
 SCRIPT_CHECKS = {"make_unpaired_demo.py": check_make_unpaired_demo, "readme_pictures.py": check_readme_pictures,
-                 "bench.py": check_bench, "eval_speed.py": check_eval_speed, "gpu_check.py": check_gpu_check}
+                 "bench.py": check_bench, "eval_speed.py": check_eval_speed, "gpu_check.py": check_gpu_check,
+                 "truncation_study.py": check_truncation_study}
 
 
 def docs_state() -> dict[str, float]:

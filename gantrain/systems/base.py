@@ -37,6 +37,10 @@ class System(nn.Module):
     # Capabilities, declared rather than probed:
     draws_samples: bool = False  # sample(n) draws new data from noise (gantrain-sample n=..., the evaluator)
     translates: bool = False  # translate(images, direction) maps one image domain to the other
+    # The noise of a system that draws samples: its size and law, normal N(0, 1) or uniform U[-1, 1]
+    # (gantrain.latents draws, truncates and interpolates codes for gantrain-sample's walks and exports).
+    z_dim: int = 0
+    z_dist: str = "normal"
 
     def __init__(self, num_classes: int = 0):
         super().__init__()
@@ -104,10 +108,22 @@ class System(nn.Module):
 
     # ---------------------------------------------------------------- capabilities
     def sample(self, n: int, batch_size: int = 500, generator: torch.Generator | None = None,
-               labels: Tensor | None = None) -> Tensor:
+               labels: Tensor | None = None, truncation: float | None = None) -> Tensor:
         """n new samples on the CPU (float, model range), drawn with `generator`; a conditional system takes
-        `labels` (n,), by default the classes in turn. Only when `draws_samples`."""
+        `labels` (n,), by default the classes in turn; `truncation` t truncates normal noise to [-t, t]
+        (gantrain.latents.truncate). Only when `draws_samples`."""
         raise UserError(f"{type(self).__name__} does not draw samples from noise")
+
+    def decode(self, z: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
+        """Samples for given noise z (B, z_dim) (and labels (B,) when conditional), on the CPU (float, model
+        range), from the network sample() uses (the EMA copy when there is one). Only when `draws_samples`."""
+        raise UserError(f"{type(self).__name__} does not draw samples from given noise (no decode()): use mode=samples")
+
+    def export_module(self, direction: str = "AtoB") -> nn.Module:
+        """A stand-alone copy, in eval mode, of the network that sample() (or translate(images, direction))
+        runs: forward(z) or forward(z, labels) -> samples, or forward(images) -> images. What gantrain-export
+        writes; it must give what sample()/decode() or translate() give."""
+        raise UserError(f"{type(self).__name__} has no generator to export (no export_module())")
 
     def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
         """images (B, C, H, W) of one domain mapped to the other (AtoB or BtoA). Only when `translates`."""

@@ -7,6 +7,8 @@ step. Here the G step ends by passing its fakes through the pools, and the next 
 result: the same sequence of updates, shifted by half a step, without generating the fakes twice.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,6 +144,12 @@ class CycleGAN(System):
             return network(images.to(self.device)).float()
         finally:
             network.train(was_training)
+
+    def export_module(self, direction: str = "AtoB") -> nn.Module:
+        """A copy of G_AB (AtoB) or G_BA (BtoA) in eval mode: forward(images) -> images, as translate() runs it."""
+        if direction not in ("AtoB", "BtoA"):
+            raise UserError(f"direction={direction}: use AtoB (G_AB) or BtoA (G_BA)")
+        return copy.deepcopy(self.G["ab" if direction == "AtoB" else "ba"]).eval()
 
     @torch.no_grad()
     def preview(self, fixed: dict[str, Tensor]) -> Tensor:

@@ -4,9 +4,12 @@ Options, all plain config keys: class conditioning, spectral norm on D, an EMA o
 and the loss's penalties (WGAN weight clipping and gradient penalty, lazy R1).
 """
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
+from gantrain import latents
 from gantrain.augment import diff_augment, parse_policy
 from gantrain.ema import EMA
 from gantrain.errors import UserError
@@ -41,7 +44,7 @@ class GAN(System):
         ema: float | None = None, ema_start: int = 0, diffaugment: str | None = None,
     ):
         super().__init__(num_classes if conditional else 0)
-        if z_dist not in ("normal", "uniform"):
+        if z_dist not in latents.DISTRIBUTIONS:
             raise UserError(f"model.z_dist={z_dist}: use normal (N(0, 1)) or uniform (U[-1, 1])")
         if z_dim <= 0:
             raise UserError(f"model.z_dim={z_dim}: the latent size must be a positive integer")
@@ -58,12 +61,10 @@ class GAN(System):
         self._fake: tuple[Tensor, Tensor | None] | None = None
 
     # ---------------------------------------------------------------- inputs
-    def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> Tensor:
-        """(n, z_dim) latent codes: N(0, 1), or U[-1, 1] as in CS231n."""
-        device = device or self.device
-        if self.z_dist == "uniform":
-            return torch.rand(n, self.z_dim, generator=generator, device=device) * 2 - 1
-        return torch.randn(n, self.z_dim, generator=generator, device=device)
+    def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None,
+              truncation: float | None = None) -> Tensor:
+        """(n, z_dim) latent codes: N(0, 1) (truncated to [-t, t] when asked), or U[-1, 1] as in CS231n."""
+        return latents.draw(n, self.z_dim, self.z_dist, generator, device or self.device, truncation)
 
     def random_labels(self, n: int) -> Tensor | None:
         return torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
@@ -172,20 +173,39 @@ class GAN(System):
                              labels.to(self.device) if labels is not None else None, network)
 
     def sample(self, n: int, batch_size: int = 500, generator: torch.Generator | None = None,
-               labels: Tensor | None = None) -> Tensor:
+               labels: Tensor | None = None, truncation: float | None = None) -> Tensor:
         """n samples on the CPU, in batches without autograd; a conditional model takes `labels` (n,),
-        by default classes in turn (0, 1, ..., K-1, 0, ...)."""
+        by default classes in turn (0, 1, ..., K-1, 0, ...); `truncation` truncates normal noise."""
+        latents.check_truncation(self.z_dist, truncation)
         if self.num_classes and labels is None:
             labels = torch.arange(n) % self.num_classes
         cpu = torch.device("cpu")  # noise drawn on the CPU so a seeded CPU generator works for any device
         out = []
-        for i in range(0, n, batch_size):
+        for i in range(0, n, batch_size):  # noise drawn per batch, as gantrain always drew it: a seed keeps its samples
             k = min(batch_size, n - i)
-            inputs = {"z": self.noise(k, generator, cpu)}
+            out.append(self.decode(self.noise(k, generator, cpu, truncation),
+                                   labels[i:i + k] if self.num_classes else None, batch_size))
+        return torch.cat(out)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
+        """G's samples (the EMA copy's when there is one) for given noise (B, z_dim), on the CPU, in batches."""
+        if self.num_classes and labels is None:
+            raise UserError("a conditional model needs labels for its noise")
+        out = []
+        for i in range(0, len(z), batch_size):
+            inputs = {"z": z[i:i + batch_size]}
             if self.num_classes:
-                inputs["labels"] = labels[i:i + k]
+                inputs["labels"] = labels[i:i + batch_size]
             out.append(self.preview(inputs).cpu())
         return torch.cat(out)
+
+    def export_module(self, direction: str = "AtoB") -> nn.Module:
+        """A copy of the network decode() runs (the EMA copy, with its standing BatchNorm statistics, when there
+        is one), in eval mode, behind forward(z) or forward(z, labels)."""
+        if self.ema is not None:
+            self.ema.refresh(self.draw)
+        network = self.ema.network if self.ema is not None else self.G
+        return Decoder(copy.deepcopy(network), self.conditional).eval()
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """The networks saved under these top-level checkpoint keys."""
@@ -202,3 +222,15 @@ class GAN(System):
 
     def trained_networks(self) -> list[nn.Module]:
         return [self.G, self.D]
+
+
+class Decoder(nn.Module):
+    """A generator on its own, as exported: forward(z) -> samples, or forward(z, labels) for a conditional one
+    (a fixed signature, since exporters name the inputs after it)."""
+
+    def __init__(self, network: nn.Module, conditional: bool):
+        super().__init__()
+        self.network, self.conditional = network, conditional
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.network(z, labels) if self.conditional else self.network(z)
