@@ -171,15 +171,21 @@ def svg_plot(points: list[tuple[float, float]], xlabel: str, ylabel: str, line: 
               if y is not None and math.isfinite(y) and (not log_x or x > 0)]
     if not points:
         return "<p>no values</p>"
+    # values over more than a decade (one diverged trial's FID of 1,000 beside tens) on a log scale, or the rest
+    # would be flattened onto the axis
+    log_y = all(y > 0 for _, y in points) and max(y for _, y in points) / min(y for _, y in points) > 20
+    points = [(x, math.log10(y) if log_y else y) for x, y in points]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    shown = (lambda y: 10 ** y) if log_y else (lambda y: y)  # noqa: E731
     sx = lambda x: 40 + (x - x0) / ((x1 - x0) or 1) * (width - 50)  # noqa: E731
     sy = lambda y: height - 30 - (y - y0) / ((y1 - y0) or 1) * (height - 45)  # noqa: E731
     shapes = (f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
               + " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points) + '"/>') if line else ""
     shapes += "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#1f77b4"/>' for x, y in points)
     axis = (f'<text x="40" y="{height - 8}" font-size="11">{html.escape(xlabel)}{" (log10)" if log_x else ""}: '
-            f'{x0:.3g} .. {x1:.3g}</text><text x="2" y="12" font-size="11">{html.escape(ylabel)}: {y0:.4g} .. {y1:.4g}</text>')
+            f'{x0:.3g} .. {x1:.3g}</text><text x="2" y="12" font-size="11">{html.escape(ylabel)}{" (log scale)" if log_y else ""}: '
+            f'{shown(y0):.4g} .. {shown(y1):.4g}</text>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'style="background:#fafafa;border:1px solid #ddd">{axis}{shapes}</svg>')
 

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from gantrain.cli_checks import check_command_line
 from gantrain.device import device_for_sweep_job
 from gantrain.errors import UserError
-from gantrain.report import main as report_main
+from gantrain.report import main as report_main, svg_plot
 
 REPO = Path(__file__).parent.parent
 QUICK_EVAL = ("trainer.eval_every=2", "metrics.num_samples=64", "metrics.real_samples=128",
@@ -196,3 +196,11 @@ def test_the_report_page_renders_in_a_browser(cli, tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     picture = np.asarray(Image.open(runs / "report.png").convert("L"))
     assert picture.shape[1] >= 1000 and picture.std() > 10  # a page with a table and a grid, not a blank one
+
+
+def test_report_plots_put_values_over_decades_on_a_log_scale():
+    """One diverged trial (FID 1,000 beside tens) must not flatten the others onto the axis."""
+    wide = svg_plot([(1e-4, 10.0), (2e-4, 20.0), (3e-4, 1000.0)], "lr", "fid", line=False)
+    heights = [float(y) for y in re.findall(r'cy="([\d.]+)"', wide)]
+    assert "fid (log scale): 10 .. 1000" in wide and heights[0] - heights[1] > 20  # 10 and 20 well apart
+    assert "log scale" not in svg_plot([(1, 10.0), (2, 20.0)], "lr", "fid", line=False)
