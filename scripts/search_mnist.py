@@ -2,7 +2,7 @@
 preset it started from, both retrained with 3 seeds at the same number of steps and scored on fresh samples.
 
 Usage: python scripts/search_mnist.py [--data ../shared/data] [--trials 10] [--steps 300] [--seeds 0 1 2]
-           [--samples 2000] [--out outputs/search_mnist] [--doc docs/search_mnist.md]
+           [--samples 2000] [--out outputs/search_mnist] [--doc outputs/search_mnist/comparison.md]
 
 Writes the search's gantrain-report (report.html, report.md) in OUT/search and the comparison to --doc.
 """
@@ -37,7 +37,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--samples", type=int, default=2000, help="generated images per evaluation")
     p.add_argument("--out", type=Path, default=Path("outputs/search_mnist"))
-    p.add_argument("--doc", type=Path, default=Path("docs/search_mnist.md"))
+    p.add_argument("--doc", type=Path, default=Path("outputs/search_mnist/comparison.md"),
+                   help="where the comparison goes (docs/search_mnist.md is the study written up from it)")
     return p.parse_args()
 
 
