@@ -16,17 +16,18 @@ from gantrain.data.toy import gaussian2d
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
-def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node=2 -m gantrain ARGS`."""
-    return subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "gantrain", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+def torchrun(cli, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 -m gantrain ARGS` (torchrun's own module, `python -m
+    torch.distributed.run`, run by the warm command server; it starts its 2 workers as fresh interpreters)."""
+    return cli.run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gantrain", *args, cwd=cwd,
+                   env=ENV)
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tiny, tmp_path_factory):
+def two_process_run(cli, tiny, tmp_path_factory):
     """6 steps of the tiny GAN trained by 2 processes, checkpointed every 2 steps: (its folder, the launch)."""
     cwd = tmp_path_factory.mktemp("ddp")
-    return cwd, torchrun(cwd, *tiny, "trainer.max_steps=6", f"hydra.run.dir={cwd / 'run'}")
+    return cwd, torchrun(cli, cwd, *tiny, "trainer.max_steps=6", f"hydra.run.dir={cwd / 'run'}")
 
 
 def test_two_processes_train_one_model_and_write_once(two_process_run):

@@ -137,7 +137,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "trainer.decay_start": 2,       # before max_steps, as the README's pairs are
     "trainer.sample_every": 2,
     "trainer.eval_every": 4,        # one evaluation, at the end
-    "hydra.launcher.n_jobs": 2,     # 2 cores
+    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/test_sweeps.py runs jobs in 2 joblib workers
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
     "hydra.sweeper.n_trials": 2,    # a search's trials
