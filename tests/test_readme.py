@@ -172,7 +172,7 @@ def runnable(command: str, places: dict[str, str]) -> list[str]:
     words = [places.get(w, w) for w in shlex.split(command)]
     words = [w.split("=", 1)[0] + "=" + places[w.split("=", 1)[1]] if "=" in w and w.split("=", 1)[1] in places
              else w for w in words]
-    env = [w for w in words[:2] if re.fullmatch(r"[A-Z_]+=\S*", w)]
+    env = env_words(words)
     argv = words[len(env):]
     if argv[0] == "python":
         script = Path(argv[1]).name
@@ -250,7 +250,7 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
 def run_process(argv: list[str], cwd: Path, env: dict[str, str], cli=None) -> tuple[int, str]:
     """argv (`NAME=value` assignments first, as a shell reads them) as a process of its own: forked by `cli` when
     given, else a real subprocess."""
-    assignments = {w.split("=", 1)[0]: w.split("=", 1)[1] for w in argv if re.fullmatch(r"[A-Z_]+=\S*", w)}
+    assignments = dict(w.split("=", 1) for w in env_words(argv))
     argv, env = argv[len(assignments):], {**os.environ, **env, **assignments}
     if cli is not None:
         argv = argv[1:] if argv[0] == sys.executable else argv  # the forked interpreter is this Python

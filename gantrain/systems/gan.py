@@ -176,7 +176,6 @@ class GAN(System):
                labels: Tensor | None = None, truncation: float | None = None) -> Tensor:
         """n samples on the CPU, in batches without autograd; a conditional model takes `labels` (n,),
         by default classes in turn (0, 1, ..., K-1, 0, ...); `truncation` truncates normal noise."""
-        latents.check_truncation(self.z_dist, truncation)
         if self.num_classes and labels is None:
             labels = torch.arange(n) % self.num_classes
         cpu = torch.device("cpu")  # noise drawn on the CPU so a seeded CPU generator works for any device
