@@ -1,7 +1,7 @@
 """The plain and conditional GAN system: one generator, one discriminator, an adversarial loss on D's logits.
 
-Options, all plain config keys: class conditioning, spectral norm on D, an EMA of G, DiffAugment,
-and the loss's penalties (WGAN weight clipping and gradient penalty, lazy R1).
+Options, all plain config keys: class conditioning, spectral norm on D, an EMA of G, DiffAugment, adaptive
+discriminator augmentation (ADA), and the loss's penalties (WGAN weight clipping and gradient penalty, lazy R1).
 """
 
 import copy
@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrain import latents
+from gantrain.ada import ADA, check_settings, parse_ops
 from gantrain.augment import diff_augment, parse_policy
 from gantrain.ema import EMA
 from gantrain.errors import UserError
@@ -42,6 +43,7 @@ class GAN(System):
         self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal",
         conditional: bool = False, num_classes: int = 0, spectral_norm: bool = False,
         ema: float | None = None, ema_start: int = 0, diffaugment: str | None = None,
+        ada: float | None = None, ada_kimg: float = 20, ada_interval: int = 4, ada_ops: str = "blit,geom,color",
     ):
         super().__init__(num_classes if conditional else 0)
         if z_dist not in latents.DISTRIBUTIONS:
@@ -56,6 +58,10 @@ class GAN(System):
         self.loss, self.z_dim, self.z_dist = loss, z_dim, z_dist
         self.ema = EMA(generator, ema, ema_start) if ema else None
         self.augment = parse_policy(diffaugment)
+        check_settings(0.6 if ada is None else ada, ada_kimg, ada_interval)  # the others are checked even when off
+        parse_ops(ada_ops)
+        self.ada = ADA(ada, ada_kimg, ada_interval, ada_ops) if ada is not None else None
+        self._real_batch = 0  # the last d_loss's real batch size: the images ADA's adjustment counts
         # G(z) of the step's last d_loss, with its graph: g_loss follows it on the same batch (System's call
         # order), so G's update backpropagates through the same fakes D just judged, without a second forward
         self._fake: tuple[Tensor, Tensor | None] | None = None
@@ -74,9 +80,12 @@ class GAN(System):
         return network(z, labels) if self.num_classes else network(z)
 
     def critic(self, x: Tensor, labels: Tensor | None) -> Tensor:
-        """D's logits, after DiffAugment when it is on (the same policy for real and fake)."""
+        """D's logits, after DiffAugment and then ADA, each when it is on: the same pipeline for real and fake,
+        in D's step and in G's (whose gradients flow back through both)."""
         if self.augment:
             x = diff_augment(x, self.augment)
+        if self.ada is not None:  # after DiffAugment: ADA's p is tuned on what D finally sees
+            x = self.ada(x)
         return self.D(x, labels) if self.num_classes else self.D(x)
 
     # ---------------------------------------------------------------- the two losses
@@ -94,6 +103,10 @@ class GAN(System):
             "D(G(z))/before_D_step": self.loss.output(fake_logits.detach().float()).mean(),
             **self.loss.extra_stats(real_logits.float(), fake_logits.float()),
         }
+        if self.ada is not None:
+            self.ada.accumulate(real_logits)
+            self._real_batch = real.shape[0]
+            stats["aug/p"], stats["aug/rt"] = self.ada.p.clone(), self.ada.rt.clone()
         if self.loss.gp:
             penalty = gradient_penalty(lambda x: self.critic(x, real_labels).float(), real, fake, self.loss_scale)
             loss = loss + self.loss.gp * penalty
@@ -119,10 +132,12 @@ class GAN(System):
     # ---------------------------------------------------------------- hooks and the progress line
     @torch.no_grad()
     def after_d_step(self) -> None:
-        """WGAN's weight clipping: every critic parameter back into [-clip, clip]."""
+        """WGAN's weight clipping: every critic parameter back into [-clip, clip]; ADA's adjustment of p."""
         if self.loss.clip:
             for p in self.D.parameters():
                 p.clamp_(-self.loss.clip, self.loss.clip)
+        if self.ada is not None:
+            self.ada.adjust(self._real_batch)
 
     def after_g_step(self, step: int) -> None:
         if self.ema is not None:
@@ -137,6 +152,8 @@ class GAN(System):
             line += f"  D(G(z)) {values['D(G(z))/before_D_step']:.3f}"
             if "D(G(z))/after_D_step" in values:
                 line += f" / {values['D(G(z))/after_D_step']:.3f}"
+        if "aug/p" in values:
+            line += f"  ada_p {values['aug/p']:.3f}"
         return line
 
     # ---------------------------------------------------------------- sampling
@@ -211,6 +228,8 @@ class GAN(System):
         modules = {"generator": self.G, "discriminator": self.D}
         if self.ema is not None:
             modules["ema"] = self.ema
+        if self.ada is not None:  # p, its statistics and the D steps since the last adjustment
+            modules["ada"] = self.ada
         return modules
 
     def g_parameters(self):
