@@ -3,8 +3,9 @@
 Written by the Trainer when a run ends in any way (finished, stopped_early, interrupted, diverged,
 failed) and by the CLI when a run fails before training starts; read by sweeps (a finished job is not
 trained again) and by gantrain-report. Keys: status, reason, steps, max_steps, wall_seconds,
-images_per_sec, best_metric, best ({metric, value, step} or null), final_metrics, evaluations (every
-evaluation's step and values), overrides, choices, gantrain_version.
+train_seconds (wall time less evaluations), images_per_sec, best_metric, best ({metric, value, step} or null),
+final_metrics, evaluations (every evaluation's step, training seconds so far and values), overrides, choices,
+gantrain_version.
 """
 
 import json

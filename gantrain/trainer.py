@@ -77,6 +77,20 @@ def make_optimizer(factory: Callable, params: list[nn.Parameter], fused: bool) -
     return factory(params)
 
 
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def memory_format(channels_last, device: torch.device, networks: list[nn.Module]) -> torch.memory_format:
+    """trainer.channels_last: `auto` is NHWC for networks with 2-D convolutions on the CPU and CUDA, where oneDNN
+    and cuDNN run them faster in that layout (scripts/bench_channels_last.py measures it); plain otherwise."""
+    if str(channels_last).lower() == "auto":
+        convolutional = any(isinstance(m, CONVOLUTIONS) for network in networks for m in network.modules())
+        channels_last = convolutional and device.type in ("cpu", "cuda")
+    elif isinstance(channels_last, str):
+        channels_last = channels_last.lower() == "true"
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class Trainer:
     """Alternates `n_critic` D updates with one G update for `max_steps` steps (a step = one G update)."""
 
@@ -88,18 +102,19 @@ class Trainer:
         self.system, self.data, self.settings, self.run_dir = system, data, settings, Path(run_dir)
         self.meta, self.hparams, self.seed, self.evaluator = meta or {}, hparams or {}, seed, evaluator
         self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
-        self.evaluations: list[dict] = []  # {"step": N, metric: value, ...} of every evaluation, kept on resume
+        self.evaluations: list[dict] = []  # {"step": N, "seconds": training s, metric: value, ...}, kept on resume
         self.early = EarlyStopping(settings.best_metric, settings.patience, settings.must_reach, settings.must_reach_by)
         self.stop_reason: str | None = None  # why an early-stopping rule ended the run
         self.last_values: dict[str, float] = {}  # the last logging interval's means, for the progress line
         self.seconds_before, self.images_total = 0.0, 0  # wall time of earlier sessions of this run; images trained
+        self.train_seconds_before = 0.0  # the part of it spent training (evaluations excluded)
         self.began, self.eval_seconds = time.perf_counter(), 0.0  # set again when training begins
         self.skipped = 0
         self.saved_step, self.saved_path = -1, None
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.device_for_rank(resolve_device(settings.device))
         self.amp_dtype = settings.amp_dtype
-        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.memory_format = memory_format(settings.channels_last, self.device, system.trained_networks())
         self.system.to(self.device, memory_format=self.memory_format)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = settings.cudnn_benchmark  # the fastest conv kernels for fixed shapes
@@ -142,6 +157,7 @@ class Trainer:
                     self.train_step()
                     bar.update(1)
                     self.periodic(bar)
+                    self.check_time_budget()
         except BaseException as err:
             if self.main and not isinstance(err, Interrupted):
                 write_summary(self.run_dir, self.summary("diverged" if isinstance(err, TrainingDiverged) else "failed",
@@ -211,6 +227,12 @@ class Trainer:
             return batch
         return {k: v.contiguous(memory_format=self.memory_format) if v.ndim == 4 else v for k, v in batch.items()}
 
+    def check_time_budget(self) -> None:
+        """trainer.max_seconds: end the run (with its last grid, evaluation and checkpoint) once training took that long."""
+        limit = self.settings.max_seconds
+        if limit is not None and not self.stop_reason and self.training_seconds() >= limit:
+            self.stop_reason = f"trainer.max_seconds={limit:g} reached"
+
     def periodic(self, bar) -> None:
         if self.step % self.settings.log_every == 0:
             self.log_scalars(bar)
@@ -279,6 +301,7 @@ class Trainer:
         if not self.main:
             return
         started = time.perf_counter()
+        trained_for = self.training_seconds()  # the time-to-quality curve's x: training only, evaluations excluded
         with self.unwrapped():
             values = self.evaluator(self.system, self.step)
         seconds = time.perf_counter() - started
@@ -289,7 +312,7 @@ class Trainer:
                             | {"perf/eval_seconds": seconds, "perf/eval_share": share}, self.step)
         log.info("step %d: %s (%.1f s, %.0f%% of the run so far)", self.step,
                  "  ".join(f"{k} {v:.4g}" for k, v in values.items()), seconds, 100 * share)
-        self.evaluations.append({"step": self.step, **{k: float(v) for k, v in values.items()}})
+        self.evaluations.append({"step": self.step, "seconds": round(trained_for, 2), **{k: float(v) for k, v in values.items()}})
         value = values.get(self.settings.best_metric)
         if value is None:
             return
@@ -298,7 +321,8 @@ class Trainer:
             self.best = {"metric": self.settings.best_metric, "value": float(value), "step": self.step}
             with self.stop_when_disk_full():
                 save_best(self.state_dict(), self.run_dir / "checkpoints")
-        self.stop_reason = self.early.reason(self.step, float(value), self.best.get("value"), improved)
+        reason = self.early.reason(self.step, float(value), self.best.get("value"), improved)
+        self.stop_reason = self.stop_reason or reason  # the final evaluation of a stopping run keeps why it stopped
 
     # ---------------------------------------------------------------- logging and sampling
     def log_scalars(self, bar) -> None:
@@ -376,14 +400,19 @@ class Trainer:
         """Wall time of this run so far, earlier sessions (before a resume) included."""
         return self.seconds_before + time.perf_counter() - self.began
 
+    def training_seconds(self) -> float:
+        """Wall time spent training so far (evaluations excluded), earlier sessions included."""
+        return self.train_seconds_before + time.perf_counter() - self.began - self.eval_seconds
+
     def summary(self, status: str, reason: str | None = None) -> dict:
         """What summary.json says about this run (see gantrain/summary.py)."""
         training = max(time.perf_counter() - self.began - self.eval_seconds, 1e-9)
         return {
             "status": status, "reason": reason, "steps": self.step, "max_steps": self.settings.max_steps,
-            "wall_seconds": round(self.run_seconds(), 3), "images_per_sec": round(self.images_total / training, 1),
+            "wall_seconds": round(self.run_seconds(), 3), "train_seconds": round(self.training_seconds(), 3),
+            "images_per_sec": round(self.images_total / training, 1),
             "best_metric": self.settings.best_metric, "best": self.best or None,
-            "final_metrics": {k: v for k, v in self.evaluations[-1].items() if k != "step"} if self.evaluations else {},
+            "final_metrics": {k: v for k, v in self.evaluations[-1].items() if k not in ("step", "seconds")} if self.evaluations else {},
             "evaluations": self.evaluations, "overrides": list(self.meta.get("overrides", [])),
             "choices": self.meta.get("choices", {}), "gantrain_version": self.meta.get("gantrain_version"),
         }
@@ -405,6 +434,7 @@ class Trainer:
             "evaluations": self.evaluations,
             "early_stopping": self.early.state_dict(),
             "run_seconds": self.run_seconds(),
+            "train_seconds": self.training_seconds(),
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
             **self.meta,
         }
@@ -464,6 +494,7 @@ class Trainer:
         self.evaluations = list(state.get("evaluations", []))
         self.early.load_state_dict(state.get("early_stopping", {}))
         self.seconds_before = float(state.get("run_seconds", 0.0))
+        self.train_seconds_before = float(state.get("train_seconds", self.seconds_before))
         set_rng_state(state["rng"], self.device)
         self.step = self.saved_step = int(state["step"])
         if self.world > 1:  # the saved streams are rank 0's: give each rank its own again

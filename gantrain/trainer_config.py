@@ -25,11 +25,12 @@ class TrainerConfig:
     """What the Trainer does with a system: the loop's length and cadence, devices and speed options."""
 
     max_steps: int = 1200  # steps of the run (a step = n_critic D updates + one G update)
+    max_seconds: Optional[float] = None  # also stop once this much wall time was spent training (evaluations excluded)
     batch_size: int = 64
     n_critic: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: Any = False  # false | bf16 | fp16
-    channels_last: bool = False
+    channels_last: Any = "auto"  # auto (on for convolutional networks on the CPU and CUDA) | true | false
     compile: bool = False
     cudnn_benchmark: bool = True
     fused: Any = "auto"  # auto | true | false
@@ -64,11 +65,15 @@ class TrainerConfig:
         if (self.patience or self.must_reach_by) and not self.eval_every:
             raise UserError("early stopping (trainer.patience, trainer.must_reach) judges evaluations: set "
                             "trainer.eval_every=N")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise UserError(f"trainer.max_seconds={self.max_seconds:g}: must be a positive number of seconds, or null")
         for key in ("eval_every", "decay_start", "grad_clip"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise UserError(f"trainer.{key}={getattr(self, key)}: must be a non-negative number or null")
         if self.nan_policy not in ("stop", "skip"):
             raise UserError(f"trainer.nan_policy={self.nan_policy}: use stop or skip")
+        if str(self.channels_last).lower() not in ("auto", "true", "false"):
+            raise UserError(f"trainer.channels_last={self.channels_last}: use auto, true or false")
         parse_amp(self.amp)
         resolve_device(self.device)
 
@@ -101,3 +106,6 @@ def default_settings() -> dict:
 
 
 ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
+# ${gantrain_times:${..lr},2.3}: a value that follows another, scaled (the default recipe's G learning rate follows
+# optim.lr); registered with the schema, which every command that composes or rebuilds a config imports
+OmegaConf.register_new_resolver("gantrain_times", lambda value, factor: float(value) * float(factor), replace=True)

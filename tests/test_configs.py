@@ -90,7 +90,7 @@ SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 
 
 @pytest.mark.parametrize("name", options("model"))
 def test_every_model_config_instantiates_and_takes_a_step(compose, name):
-    cfg = compose(f"model={name}")
+    cfg = compose(f"model={name}", "loss=bce")  # BCE's D(x) is a probability
     system = build_system(cfg, SHAPE_FOR_MODEL[name], num_classes=10)
     images = lambda: torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1  # noqa: E731
     batch = {key: images() for key in system.batch_keys} | {"label": torch.randint(0, 10, (4,))}
@@ -109,7 +109,7 @@ def test_every_loss_config_instantiates(compose, name):
 
 @pytest.mark.parametrize("name", options("optim"))
 def test_every_optim_config_instantiates(compose, name):
-    cfg = compose(f"optim={name}", "optim.discriminator.lr=0.123")
+    cfg = compose(f"optim={name}", "optim.discriminator.lr=0.123", "data=mnist")  # the groups alone: no default recipe
     g, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     opt_g, opt_d = instantiate(cfg.optim.generator)(g.parameters()), instantiate(cfg.optim.discriminator)(d.parameters())
     assert isinstance(opt_g, torch.optim.Optimizer) and opt_d.param_groups[0]["lr"] == 0.123
@@ -117,8 +117,20 @@ def test_every_optim_config_instantiates(compose, name):
 
 
 def test_optim_lr_sets_both_networks(compose):
-    cfg = compose("optim.lr=1e-3")
+    cfg = compose("optim.lr=1e-3", "data=mnist")
     assert cfg.optim.generator.lr == cfg.optim.discriminator.lr == 1e-3
+
+
+def test_the_default_recipe_applies_to_digits_with_dcgan_only(compose):
+    """hydra/default_recipe/digits_dcgan.yaml: plain `gantrain` (and experiment=fast_digits) get it, G's learning
+    rate following optim.lr at 2.3x; other data or models, and experiment presets, keep their own values."""
+    default, scaled = compose(), compose("optim.lr=1e-3")
+    assert default.model.ema == 0.995 and default.model.ada == 0.6 and default.model.generator.width == 32
+    assert default.optim.discriminator.lr == 6.5e-4 and default.optim.generator.lr == pytest.approx(1.495e-3)
+    assert scaled.optim.discriminator.lr == 1e-3 and scaled.optim.generator.lr == pytest.approx(2.3e-3)
+    assert compose("experiment=fast_digits").model == default.model
+    for other in (compose("data=mnist"), compose("model=resnet"), compose("experiment=dcgan_mnist")):
+        assert other.model.ema is None and other.model.ada is None and other.trainer.max_steps != 3000
 
 
 @pytest.mark.parametrize("name", options("trainer"))
@@ -141,7 +153,8 @@ def test_every_logger_config_instantiates(compose, name, tmp_path):
 EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_dcgan": "mnist", "dcgan_mnist": "mnist",
                    "mlp_cifar10": "cifar10", "dcgan_celeba": "celeba", "toy_gaussian": "gaussian2d",
                    "wgan_mnist": "mnist", "wgan_gp_cifar10": "cifar10", "hinge_sngan_cifar10": "cifar10",
-                   "cgan_mnist": "mnist", "keras_dcgan_celeba": "celeba", "cyclegan": "unpaired"}
+                   "cgan_mnist": "mnist", "keras_dcgan_celeba": "celeba", "cyclegan": "unpaired",
+                   "fast_mnist": "mnist", "fast_cifar10": "cifar10"}
 
 
 DEBUG_SECONDS, DEBUG_PEAK_MB = 20, 3000  # per preset, and the process's peak resident memory

@@ -46,6 +46,11 @@ NOT_RUN = {
                                                "one is installed and skips with the reason where none is",
     r"^python scripts/search_mnist\.py": "a 40-minute search on the full MNIST and 9 retrained runs; the search command it "
                                           "wraps (hydra/sweeper=gan_search) runs here as its own README command",
+    r"^python scripts/time_to_quality\.py": "trains each recipe of a study for minutes, 3 seeds each; every recipe is "
+                                            "a README command of its own, run here, and tests/test_sweeps.py checks "
+                                            "trainer.max_seconds and the evaluations' training seconds it reads",
+    r"^python scripts/digits_check\.py": "judges a full default run (3 minutes); tests/test_digits_check.py runs the "
+                                         "check on real, copied, blurred and few-digit sets",
     r"^gantrain-eval$": "the program's name in prose, not a command",
     r"^gantrain-export$": "the program's name in prose, not a command",
     r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
@@ -149,7 +154,8 @@ SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placehold
     "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
     "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
-    "gpu_check.py": ["--steps", "2"],  # without a GPU it only says so; with one, 2 timed steps per row
+    "gpu_check.py": ["--steps", "2"],
+    "bench_channels_last.py": ["--steps", "1", "--rounds", "1", "--cases", "default"],  # without a GPU it only says so; with one, 2 timed steps per row
     "truncation_study.py": ["--steps", "2", "--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1",
                             "--out", "{scratch}/truncation"],
 }

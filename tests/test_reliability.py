@@ -233,7 +233,7 @@ BAD_COMMAND_LINES = {
     "unknown option": (["model=dcgn"], "model=dcgn is not an option of model (did you mean dcgan?)"),
     "wrong type": (["trainer.batch_size=many"], "trainer.batch_size=many: Value 'many' of type 'str' could not be converted to Integer"),
     "non-positive steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be a positive integer"),
-    "negative lr": (["optim.lr=-0.1"], "optim.generator.lr=-0.1: a learning rate must be a positive number"),
+    "negative lr": (["optim.lr=-0.1"], "optim.generator.lr=-0.23: a learning rate must be a positive number"),
     "bad amp": (["trainer.amp=fp8"], "trainer.amp=fp8: use false, bf16 or fp16"),
     "no cuda": (["trainer.device=cuda:3"], "trainer.device=cuda:3"),
     "unwritable dir": (["hydra.run.dir=/etc/passwd/run"], "cannot create the run directory /etc/passwd/run"),

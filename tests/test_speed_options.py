@@ -4,10 +4,14 @@ import pytest
 import torch
 
 from gantrain.build import build_system, seed_everything
+from gantrain.errors import UserError
+from gantrain.trainer import memory_format
+from gantrain.trainer_config import trainer_settings
 
 # With the tiny settings. SGD: its update is linear in the gradient, so differences measure the numerics, not
 # Adam's sign flips of near-zero gradients (which turn 1e-7 rounding into lr-sized steps)
-SPEED = ("trainer.max_steps=3", "trainer.sample_every=100", "trainer.checkpoint_every=100", "optim=sgd", "optim.lr=0.05")
+SPEED = ("trainer.max_steps=3", "trainer.sample_every=100", "trainer.checkpoint_every=100", "optim=sgd", "optim.lr=0.05",
+         "trainer.channels_last=false")  # the plain path: NCHW (channels_last=auto would pick NHWC on the CPU)
 
 
 def relative_difference(a: torch.nn.Module, b: torch.nn.Module, start: dict) -> float:
@@ -56,6 +60,21 @@ def test_channels_last_really_changes_the_layout(train):
     trainer = train(*SPEED, "trainer.channels_last=true")
     conv = trainer.system.D.main[2].weight  # (16, 8, 4, 4): layouts differ
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_channels_last_is_on_by_default_for_convolutions_only():
+    """auto: NHWC for convolutional networks on the CPU and CUDA (measured faster: scripts/bench_channels_last.py),
+    the plain layout for fully connected ones and elsewhere; true and false are obeyed."""
+    conv, mlp = [torch.nn.Conv2d(1, 4, 3)], [torch.nn.Linear(4, 4)]
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert memory_format("auto", cpu, conv) is torch.channels_last
+    assert memory_format("auto", cuda, conv) is torch.channels_last
+    assert memory_format("auto", mps, conv) is torch.contiguous_format
+    assert memory_format("auto", cpu, mlp) is torch.contiguous_format
+    assert memory_format(False, cpu, conv) is torch.contiguous_format
+    assert memory_format("true", cpu, mlp) is torch.channels_last
+    with pytest.raises(UserError, match="trainer.channels_last=fast: use auto, true or false"):
+        trainer_settings({"channels_last": "fast"})
 
 
 def test_fused_adam_is_used_when_asked(train):

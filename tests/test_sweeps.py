@@ -159,7 +159,21 @@ def test_a_threshold_not_met_in_time_stops_the_run(train):
     assert result["status"] == "stopped_early" and result["steps"] == 4 and "has not reached 0 by step 4" in result["reason"]
 
 
+def test_a_time_budget_stops_the_run_and_evaluations_record_training_seconds(train):
+    """trainer.max_seconds counts training only: each evaluation records the training seconds before it, which
+    grow by less than the wall time (the evaluations' own time is left out)."""
+    trainer = train(*QUICK_EVAL, "trainer.max_steps=40", "trainer.max_seconds=0.001")
+    result = summary(trainer.run_dir)
+    assert result["status"] == "stopped_early" and result["steps"] == 1 and "trainer.max_seconds=0.001" in result["reason"]
+    assert 0 < result["evaluations"][-1]["seconds"] <= result["train_seconds"] < result["wall_seconds"]
+    longer = summary(train(*QUICK_EVAL, "trainer.max_steps=6").run_dir)
+    seconds = [e["seconds"] for e in longer["evaluations"]]
+    assert [e["step"] for e in longer["evaluations"]] == [2, 4, 6] and seconds == sorted(seconds) and seconds[0] > 0
+    assert "seconds" not in longer["final_metrics"]
+
+
 @pytest.mark.parametrize("overrides, message", [
+    (("trainer.max_seconds=0",), "trainer.max_seconds=0: must be a positive number of seconds, or null"),
     (("trainer.patience=2",), "early stopping (trainer.patience, trainer.must_reach) judges evaluations"),
     (("trainer.eval_every=2", "trainer.must_reach=50"), "set both"),
     (("trainer.eval_every=2", "trainer.patience=0"), "trainer.patience=0: must be a positive integer or null"),

@@ -139,7 +139,8 @@ def test_load_checkpoint_refuses_code(tmp_path):
 
 
 def test_learning_rates_decay_linearly_after_decay_start(train, tmp_path):
-    trainer = train("trainer.max_steps=10", "trainer.decay_start=5", "trainer.log_every=1", "optim.lr=1e-3", run_dir=tmp_path)
+    trainer = train("trainer.max_steps=10", "trainer.decay_start=5", "trainer.log_every=1", "optim.lr=1e-3",
+                    "optim.generator.lr=1e-3", run_dir=tmp_path)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     lrs = {e.step: e.value for e in events.Scalars("lr/G")}

@@ -1,0 +1,201 @@
+"""Quality against wall time: each recipe of a study trained for a time budget, scored as it goes, plotted.
+
+Usage: python scripts/time_to_quality.py STUDY [--seeds 0 1 2] [--budget SECONDS] [--data ../shared/data]
+                                         [--recipes NAME ...] [--out outputs/time_to_quality] [--plot PNG]
+Studies: digits (the bundled digits), mnist (full MNIST under --data), cifar10-5k (--data/cifar10-5k).
+Needs matplotlib for the plot (pip install matplotlib).
+
+Each recipe runs as `gantrain <recipe> trainer.max_seconds=<budget less --startup> trainer.eval_every=<its cadence>
+metrics.metrics=[fid] metrics.num_samples=10000 seed=S`; with --parallel N, N runs at a time, each with
+cores/N threads (so on 2 cores, --parallel 2 gives each run one core: compare recipes within one study).
+The x axis is seconds since the command started: start-up (imports, data, building the networks) plus
+training, evaluations excluded (gantrain records each evaluation's training seconds in summary.json and
+does not count evaluation time against trainer.max_seconds). The y axis is classifier FID (gantrain's
+extractor, 10,000 samples), mean over seeds with the min-max band. Runs already finished under --out are
+read again (their curve.json), not retrained: delete a run's folder to redo it. The figures go to <out>/<study>.json.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCORING = ["metrics.metrics=[fid]", "metrics.num_samples=10000", "trainer.progress=false"]
+MNIST, CIFAR = ["data.root={data}"], ["data=folder", "data.root={data}/cifar10-5k", "data.image_size=32", "data.channels=3"]
+# study -> recipe -> (overrides, evaluation cadence in steps); the before/after of issue 14 side by side
+STUDIES = {
+    "digits": {"budget": 180, "recipes": {  # the default run before and after issue 14, each its own length
+        "default before (bce, 2e-4, width 64, 1,200 steps)": (
+            ["loss=bce", "optim.lr=2e-4", "optim.generator.lr=2e-4", "model.ema=null", "model.ada=null",
+             "model.generator.width=64", "model.discriminator.width=64", "trainer.max_steps=1200"], 200),
+        "default now (fast_digits)": ([], 500),
+    }},
+    "mnist": {"budget": 120, "recipes": {
+        "cs231n_dcgan bf16 (the seed preset with bf16 and channels_last)": (
+            ["experiment=cs231n_dcgan", *MNIST, "trainer.max_steps=100000", "trainer.amp=bf16"], 250),
+        "fast_mnist": (["experiment=fast_mnist", *MNIST], 250),  # its own 1,000 steps (or the budget, if sooner)
+    }},
+    "mnist_precision": {"budget": 3600, "recipes": {  # bf16 against fp32 at equal steps (bf16's speed: bench.py)
+        "fast_mnist bf16": (["experiment=fast_mnist", *MNIST], 250),
+        "fast_mnist fp32": (["experiment=fast_mnist", *MNIST, "trainer.amp=false"], 250),
+    }},
+    "cifar10-5k": {"budget": 240, "recipes": {
+        "hinge_sngan_cifar10": (["experiment=hinge_sngan_cifar10", *CIFAR, "trainer.max_steps=100000"], 100),
+        "fast_cifar10": (["experiment=fast_cifar10", *CIFAR, "trainer.max_steps=100000"], 100),
+    }},
+    # ADA against DiffAugment against neither, at equal wall time, on small sets (README "Small data")
+    "augment_digits": {"budget": 150, "recipes": {
+        "neither": (["experiment=fast_digits", "model.diffaugment=null", "model.ada=null"], 200),
+        "DiffAugment": (["experiment=fast_digits", "model.diffaugment=color,translation,cutout", "model.ada=null"], 200),
+        "ADA": (["experiment=fast_digits", "model.diffaugment=null", "model.ada=0.6"], 200),
+    }},
+    "augment_cifar10-5k": {"budget": 240, "recipes": {
+        "neither": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=null"], 200),
+        "DiffAugment": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=color,translation,cutout", "model.ada=null"], 200),
+        "ADA": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=0.6"], 200),
+    }},
+}
+
+
+def command_for(overrides: list[str], run_dir: Path, seconds: float, eval_every: int, seed: int) -> list[str]:
+    return ["gantrain", *overrides, *SCORING, f"trainer.max_seconds={seconds:.1f}", f"trainer.eval_every={eval_every}",
+            f"seed={seed}", f"hydra.run.dir={run_dir}"]
+
+
+def curve_of(run_dir: Path, wall: float) -> dict:
+    """A finished run's curve: (seconds from launch, FID, step) per evaluation; start-up is the command's wall
+    time less the run's own (from the start of training to its end, evaluations included)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    startup = wall - summary["wall_seconds"]
+    return {"startup": round(startup, 2), "command_wall": round(wall, 2), "steps": summary["steps"],
+            "train_seconds": summary["train_seconds"],
+            "points": [(round(startup + e["seconds"], 2), e["fid"], e["step"]) for e in summary["evaluations"]]}
+
+
+def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
+    """Run the commands, `parallel` at a time, each with cores/parallel threads; write each run's curve.json."""
+    threads = max((os.cpu_count() or 2) // parallel, 1)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    pending, running = [j for j in jobs if not (j[1] / "curve.json").is_file()], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            command, run_dir = pending.pop(0)
+            print(" ".join(command), flush=True)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir.parent / f"{run_dir.name}.log", "w")
+            running.append((subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env),
+                            run_dir, time.perf_counter(), command))
+        time.sleep(0.5)
+        for job in list(running):
+            process, run_dir, started, command = job
+            if process.poll() is None:
+                continue
+            running.remove(job)
+            if process.returncode:
+                sys.exit(f"failed ({run_dir.parent / run_dir.name}.log): {' '.join(command)}")
+            (run_dir / "curve.json").write_text(json.dumps(curve_of(run_dir, time.perf_counter() - started)))
+
+
+def band(curves: list[dict]) -> list[tuple[float, float, float, float]]:
+    """(seconds, mean, min, max) at each evaluation index all seeds reached, seconds averaged."""
+    n = min(len(c["points"]) for c in curves)
+    out = []
+    for i in range(n):
+        xs, ys = [c["points"][i][0] for c in curves], [c["points"][i][1] for c in curves]
+        out.append((statistics.mean(xs), statistics.mean(ys), min(ys), max(ys)))
+    return out
+
+
+def plot(results: dict, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    for name, curves in results.items():
+        points = band(curves)
+        xs = [p[0] for p in points]
+        ax.plot(xs, [p[1] for p in points], marker="o", markersize=3, label=f"{name} ({len(curves)} seeds)")
+        ax.fill_between(xs, [p[2] for p in points], [p[3] for p in points], alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time from launch, s (2 CPU cores; evaluations excluded)")
+    ax.set_ylabel("classifier FID (10k samples)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    print(f"plot -> {path}")
+
+
+def value_at(points: list, at: float) -> float | None:
+    """FID at `at` seconds from launch: interpolated (linearly in log FID) between the evaluations around it, the
+    last one when the run ended before `at`, None before the first evaluation."""
+    before = [p for p in points if p[0] <= at]
+    after = [p for p in points if p[0] > at]
+    if not before:
+        return None
+    (x0, y0, _), nxt = before[-1], after[0] if after else None
+    if nxt is None or x0 == at:
+        return y0
+    x1, y1, _ = nxt
+    return math.exp(math.log(y0) + (at - x0) / (x1 - x0) * (math.log(y1) - math.log(y0)))
+
+
+def table(results: dict, times: list[float]) -> str:
+    """The README's rows: FID (mean ± std over seeds) at each time from launch, and each seed's steps."""
+    head = " | ".join(f"FID at {t:g} s" for t in times)
+    rows = [f"| recipe | {head} | steps trained (per seed) |", "|---" * (len(times) + 2) + "|"]
+    for name, curves in results.items():
+        cells = []
+        for t in times:
+            values = [v for c in curves if (v := value_at(c["points"], t)) is not None]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+                         if values else "n/a")
+        rows.append(f"| {name} | {' | '.join(cells)} | {', '.join(str(c['steps']) for c in curves)} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", choices=list(STUDIES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, help="seconds from launch (default: the study's)")
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--recipes", nargs="*", help="a subset of the study's recipes")
+    parser.add_argument("--out", default="outputs/time_to_quality")
+    parser.add_argument("--at", type=float, nargs="*", help="the table's times from launch (default: the budget)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, each with cores/parallel threads")
+    parser.add_argument("--startup", type=float, default=8.0, help="seconds of start-up to leave out of the budget")
+    parser.add_argument("--plot", help="PNG path (default: docs/time_to_quality_<study>.png)")
+    args = parser.parse_args()
+    study = STUDIES[args.study]
+    budget = args.budget or study["budget"]
+    data = str(Path(args.data).resolve())
+    runs = {}
+    for name, (overrides, every) in study["recipes"].items():
+        if args.recipes and name not in args.recipes:
+            continue
+        overrides = [o.format(data=data) for o in overrides]
+        slug = name.split(" (")[0].replace(" ", "_")
+        runs[name] = [(command_for(overrides, run_dir, budget - args.startup, every, s), run_dir) for s in args.seeds
+                      for run_dir in [(REPO / args.out / args.study / slug / f"seed{s}").resolve()]]
+    run_all([job for jobs in runs.values() for job in jobs], args.parallel)
+    results = {name: [json.loads((run_dir / "curve.json").read_text()) for _, run_dir in jobs] for name, jobs in runs.items()}
+    out = REPO / args.out / f"{args.study}.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(table(results, args.at or [budget]))
+    plot(results, f"{args.study}: time to quality on 2 CPU cores", Path(args.plot or REPO / "docs" / f"time_to_quality_{args.study}.png"))
+
+
+if __name__ == "__main__":
+    main()
