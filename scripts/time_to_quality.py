@@ -3,7 +3,7 @@
 Usage: python scripts/time_to_quality.py STUDY [--seeds 0 1 2] [--budget SECONDS] [--data ../shared/data]
                                          [--recipes NAME ...] [--out outputs/time_to_quality] [--plot PNG]
 Studies: digits (the bundled digits), mnist (full MNIST under --data), cifar10-5k (--data/cifar10-5k).
-Needs matplotlib for the plot (pip install matplotlib).
+Needs matplotlib for the plot: pip install -e ".[plots]".
 
 Each recipe runs as `gantrain <recipe> trainer.max_seconds=<budget less --startup> trainer.eval_every=<its cadence>
 metrics.metrics=[fid] metrics.num_samples=10000 seed=S`; with --parallel N, N runs at a time, each with
