@@ -92,8 +92,9 @@ if "GANTRAIN_CACHE" not in os.environ:
     os.environ["GANTRAIN_CACHE"] = tempfile.mkdtemp(prefix="gantrain-test-cache-")
     atexit.register(shutil.rmtree, os.environ["GANTRAIN_CACHE"], ignore_errors=True)
 
-# the plain tiny GAN: the default recipe's EMA and ADA off (the tests of those turn them on themselves)
-TINY = ("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=null", "model.ada=null")
+# the plain tiny GAN: the default recipe's EMA, ADA and R1 off (the tests of those turn them on themselves)
+TINY = ("trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=null", "model.ada=null",
+        "loss.r1=0")
 TINY_CYCLEGAN = ("experiment=cyclegan", "trainer=debug", "data.image_size=32", "data.load_size=36",
                  "model.generator.n_blocks=1", "model.generator.width=8", "model.discriminator.width=8",
                  "trainer.batch_size=4")
