@@ -83,7 +83,8 @@ def check_config(cfg: DictConfig) -> None:
     for net in ("generator", "discriminator"):
         lr = OmegaConf.select(cfg, f"optim.{net}.lr", default=None)
         if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
-            raise UserError(f"optim.{net}.lr={lr:.4g}: a learning rate must be a positive number (set optim.lr=...)")
+            shown = f"{lr:.4g}" if isinstance(lr, (int, float)) else lr  # -0.23, not -0.22999999999999998
+            raise UserError(f"optim.{net}.lr={shown}: a learning rate must be a positive number (set optim.lr=...)")
     for key in ("data.image_size", "model.z_dim"):
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):

@@ -154,8 +154,8 @@ SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placehold
     "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
     "eval_speed.py": ["--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1", "--repeats", "1"],
-    "gpu_check.py": ["--steps", "2"],
-    "bench_channels_last.py": ["--steps", "1", "--rounds", "1", "--cases", "default"],  # without a GPU it only says so; with one, 2 timed steps per row
+    "gpu_check.py": ["--steps", "2"],  # without a GPU it only says so; with one, 2 timed steps per row
+    "bench_channels_last.py": ["--steps", "1", "--rounds", "1", "--cases", "default"],
     "truncation_study.py": ["--steps", "2", "--num-samples", "64", "--real-samples", "128", "--classifier-epochs", "1",
                             "--out", "{scratch}/truncation"],
 }
@@ -503,9 +503,15 @@ def check_gpu_check(outcome: Outcome, ws: Workspace) -> None:
     assert no_gpu or re.search(r"^check\s+result\s+images/s", outcome.output, re.M), outcome.explain()
 
 
+def check_bench_channels_last(outcome: Outcome, ws: Workspace) -> None:
+    """A table row for the case, both layouts timed, and their ratio."""
+    row = re.search(r"^\| default \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", outcome.output, re.M)
+    assert row and float(row.group(1)) > 0 and float(row.group(2)) > 0, outcome.explain()
+
+
 SCRIPT_CHECKS = {"make_unpaired_demo.py": check_make_unpaired_demo, "readme_pictures.py": check_readme_pictures,
                  "bench.py": check_bench, "eval_speed.py": check_eval_speed, "gpu_check.py": check_gpu_check,
-                 "truncation_study.py": check_truncation_study}
+                 "truncation_study.py": check_truncation_study, "bench_channels_last.py": check_bench_channels_last}
 
 
 def docs_state() -> dict[str, float]:
