@@ -106,7 +106,7 @@ def test_critic_applies_diffaugment_then_ada_to_real_and_fake(compose, monkeypat
     import gantrain.systems.gan as gan
 
     system = build_system(compose("model.generator.width=8", "model.discriminator.width=8", "model.ada=0.6",
-                                  "model.diffaugment=translation"), (1, 32, 32))
+                                  "model.diffaugment=translation", "loss.r1=0"), (1, 32, 32))  # R1 would call D again
     calls = []
     monkeypatch.setattr(gan, "diff_augment", lambda x, policy: calls.append("diffaugment") or x + 1)
     forward = system.ada.forward

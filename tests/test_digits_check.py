@@ -21,8 +21,9 @@ def check():
 
 @pytest.fixture(scope="module")
 def reference(check):
-    """A quickly trained classifier (a few epochs: the ratios the check takes hold for it too), the split it used."""
-    evaluator = check.reference(300, classifier_epochs=8)
+    """A quickly trained classifier (a few epochs, 16x16 digits: the ratios the check takes hold for it too), the
+    split it used."""
+    evaluator = check.reference(300, classifier_epochs=8, image_size=16)
     training, held = check.heldout_digits(evaluator)
     return evaluator, training, held
 
@@ -41,7 +42,7 @@ def test_copies_of_training_digits_fail_novelty_only(check, reference):
     assert out["passes"]["confidence"] and out["passes"]["classes"]
 
 
-@pytest.mark.parametrize("pool", [4, 8])
+@pytest.mark.parametrize("pool", [2, 4])
 def test_blurred_digits_fail(check, reference, pool):
     """Digits blurred to 8x8 or 4x4 blobs: unsure of their class, or sure of the wrong few classes."""
     evaluator, training, held = reference

@@ -47,10 +47,12 @@ def test_r1_penalty_by_hand():
 
 @pytest.fixture
 def system_for(compose):
-    """system_for(*overrides, shape=(1, 32, 32), classes=0): a GAN with 8-channel networks, built, not trained."""
+    """system_for(*overrides, shape=(1, 32, 32), classes=0): a plain GAN with 8-channel networks (the default recipe's
+    EMA, ADA and R1 off), built, not trained."""
 
     def system_for(*overrides, shape=(1, 32, 32), classes=0):
-        return build_system(compose("model.generator.width=8", "model.discriminator.width=8", *overrides), shape, classes)
+        plain = ("model.generator.width=8", "model.discriminator.width=8", "model.ema=null", "model.ada=null", "loss.r1=0")
+        return build_system(compose(*plain, *overrides), shape, classes)
 
     return system_for
 
