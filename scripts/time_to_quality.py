@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
     while pending or running:
         while pending and len(running) < parallel:
             command, run_dir = pending.pop(0)
+            shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again (its curve would be short)
             print(" ".join(command), flush=True)
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             log = open(run_dir.parent / f"{run_dir.name}.log", "w")
