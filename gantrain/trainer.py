@@ -406,7 +406,7 @@ class Trainer:
 
     def summary(self, status: str, reason: str | None = None) -> dict:
         """What summary.json says about this run (see gantrain/summary.py)."""
-        training = max(time.perf_counter() - self.began - self.eval_seconds, 1e-9)
+        training = max(self.training_seconds() - self.train_seconds_before, 1e-9)  # this session's, as images_total
         return {
             "status": status, "reason": reason, "steps": self.step, "max_steps": self.settings.max_steps,
             "wall_seconds": round(self.run_seconds(), 3), "train_seconds": round(self.training_seconds(), 3),

@@ -18,7 +18,6 @@ import torch
 from hydra import compose, initialize_config_module
 
 from gantrain.build import build_trainer, seed_everything
-from gantrain.safety import DivergenceWatch
 
 CASES = {  # name -> overrides (the trainer's own settings come after)
     "default": [],  # the default run: DCGAN-32 with 32 channels on the digits
@@ -53,7 +52,7 @@ def bench(overrides: list[str], steps: int, rounds: int, device: str) -> tuple[f
     with tempfile.TemporaryDirectory() as tmp:
         sides = {cl: trainer_for(overrides, cl, device, f"{tmp}/{cl}") for cl in (False, True)}
         for trainer in sides.values():
-            trainer.watch, trainer.images = DivergenceWatch(trainer.device, 0), 0  # what Trainer.begin() sets
+            trainer.begin()  # what fit() does first: the divergence watch, the logger, the clocks
             steps_per_second(trainer, max(steps // 5, 2))  # warm-up: allocator, oneDNN primitive caches
         rates = {cl: [] for cl in sides}
         for _ in range(rounds):

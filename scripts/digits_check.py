@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from gantrain.data.digits import digits
+from gantrain.metrics import maths
 from gantrain.metrics.evaluator import Evaluator, real_images
 from gantrain.metrics.extractors import holdout_split
 from gantrain.pixels import to_uint8
@@ -41,13 +42,9 @@ def heldout_digits(evaluator: Evaluator) -> tuple[torch.Tensor, torch.Tensor]:
     return evaluator.real[train], evaluator.real[held]
 
 
-def nearest_distances(queries: torch.Tensor, pool: torch.Tensor, exclude_self: bool = False) -> np.ndarray:
-    """Euclidean distance (pixels in [0, 1]) from each query image to its nearest image of the pool."""
-    q, p = queries.flatten(1).double() / 255, pool.flatten(1).double() / 255
-    d = torch.cdist(q, p)
-    if exclude_self:
-        d.fill_diagonal_(float("inf"))
-    return d.min(dim=1).values.numpy()
+def pixels(images: torch.Tensor) -> np.ndarray:
+    """Images as rows of pixels in [0, 1], for Euclidean distances between them."""
+    return images.flatten(1).double().numpy() / 255
 
 
 def check(fake: torch.Tensor, evaluator: Evaluator, training: torch.Tensor) -> dict:
@@ -56,8 +53,8 @@ def check(fake: torch.Tensor, evaluator: Evaluator, training: torch.Tensor) -> d
     _, real_probs = evaluator.extractor(held)
     _, probs = evaluator.extractor(fake)
     shares = np.bincount(probs.argmax(1), minlength=10) / len(fake)
-    novelty = float(np.median(nearest_distances(fake, training)))
-    spacing = float(np.median(nearest_distances(training, training, exclude_self=True)))
+    novelty = float(np.median(maths.pairwise_distances(pixels(fake), pixels(training)).min(axis=1)))
+    spacing = float(np.median(maths.knn_radii(pixels(training), k=1)))  # each digit's nearest other digit
     scores = evaluator.score(fake)
     out = {
         "samples": len(fake),
