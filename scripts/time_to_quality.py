@@ -2,8 +2,10 @@
 
 Usage: python scripts/time_to_quality.py STUDY [--seeds 0 1 2] [--budget SECONDS] [--data ../shared/data]
                                          [--recipes NAME ...] [--out outputs/time_to_quality] [--plot PNG]
-Studies: digits (the default run before and after), mnist (full MNIST under --data; mnist_precision: bf16
-against fp32), augment_digits and augment_cifar10-5k (ADA, DiffAugment or neither; --data/cifar10-5k).
+Studies: digits (the default run before and after), mnist (full MNIST under --data; mnist_seeds: every MNIST
+seed preset beside fast_mnist; mnist_precision: bf16 against fp32), augment_digits and augment_cifar10-5k
+(ADA, DiffAugment or neither; --data/cifar10-5k).
+Beside the plot, <plot>_grids.png shows each recipe's final grid (its first seed) and real images.
 Needs matplotlib for the plot: pip install -e ".[plots]".
 
 Each recipe runs as `gantrain <recipe> trainer.max_seconds=<budget less --startup> trainer.eval_every=<its cadence>
@@ -13,7 +15,9 @@ The x axis is seconds since the command started: start-up (imports, data, buildi
 training, evaluations excluded (gantrain records each evaluation's training seconds in summary.json and
 does not count evaluation time against trainer.max_seconds). The y axis is classifier FID (gantrain's
 extractor, 10,000 samples), mean over seeds with the min-max band. Runs already finished under --out are
-read again (their curve.json), not retrained: delete a run's folder to redo it. The figures go to <out>/<study>.json.
+read again (their curve.json), not retrained: delete a run's folder to redo it. Before timing, each recipe
+trains one step with a small evaluation, so the caches (decoded images, evaluation classifier) are built
+untimed. The figures go to <out>/<study>.json.
 """
 
 import argparse
@@ -27,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SCORING = ["metrics.metrics=[fid]", "metrics.num_samples=10000", "trainer.progress=false"]
 MNIST, CIFAR = ["data.root={data}"], ["data=folder", "data.root={data}/cifar10-5k", "data.image_size=32", "data.channels=3"]
@@ -35,13 +41,23 @@ STUDIES = {
     "digits": {"budget": 180, "recipes": {  # the default run before and after issue 14, each its own length
         "default before (bce, 2e-4, width 64, 1,200 steps)": (
             ["loss=bce", "optim.lr=2e-4", "optim.generator.lr=2e-4", "model.ema=null", "model.ada=null",
-             "model.generator.width=64", "model.discriminator.width=64", "trainer.max_steps=1200"], 200),
+             "loss.r1=0", "model.generator.width=64", "model.discriminator.width=64", "trainer.max_steps=1200"], 200),
         "default now (fast_digits)": ([], 500),
     }},
     "mnist": {"budget": 120, "recipes": {
         "cs231n_dcgan bf16 (the seed preset with bf16 and channels_last)": (
             ["experiment=cs231n_dcgan", *MNIST, "trainer.max_steps=100000", "trainer.amp=bf16"], 250),
         "fast_mnist": (["experiment=fast_mnist", *MNIST], 250),  # its own 1,000 steps (or the budget, if sooner)
+    }},
+    # every seed preset that trains on MNIST, as published (fp32), beside fast_mnist: run with --parallel 2
+    "mnist_seeds": {"budget": 120, "recipes": {
+        "cs231n_vanilla": (["experiment=cs231n_vanilla", *MNIST, "trainer.max_steps=100000"], 500),
+        "cs231n_lsgan": (["experiment=cs231n_lsgan", *MNIST, "trainer.max_steps=100000"], 500),
+        "cs231n_dcgan": (["experiment=cs231n_dcgan", *MNIST, "trainer.max_steps=100000"], 150),
+        "dcgan_mnist (at 32x32: its own classifier)": (["experiment=dcgan_mnist", *MNIST, "trainer.max_steps=100000"], 100),
+        "wgan_mnist (at 32x32: its own classifier)": (["experiment=wgan_mnist", *MNIST, "trainer.max_steps=100000"], 50),
+        "cgan_mnist": (["experiment=cgan_mnist", *MNIST, "trainer.max_steps=100000"], 250),
+        "fast_mnist": (["experiment=fast_mnist", *MNIST], 150),
     }},
     "mnist_precision": {"budget": 3600, "recipes": {  # bf16 against fp32 at equal steps (bf16's speed: bench.py)
         "fast_mnist bf16": (["experiment=fast_mnist", *MNIST], 250),
@@ -66,6 +82,16 @@ STUDIES = {
 def command_for(overrides: list[str], run_dir: Path, seconds: float, eval_every: int, seed: int) -> list[str]:
     return ["gantrain", *overrides, *SCORING, f"trainer.max_seconds={seconds:.1f}", f"trainer.eval_every={eval_every}",
             f"seed={seed}", f"hydra.run.dir={run_dir}"]
+
+
+def warm_up(overrides: list[str], run_dir: Path) -> None:
+    """One step and one small evaluation of a recipe, so what gantrain computes once and caches (the decoded
+    images, the evaluation classifier, the real features) is not counted as the first timed seed's start-up."""
+    command = ["gantrain", *overrides, "metrics.metrics=[fid]", "metrics.num_samples=500", "trainer.progress=false",
+               "trainer.max_steps=1", "trainer.eval_every=1", f"hydra.run.dir={run_dir}"]
+    print("warm-up:", " ".join(command), flush=True)
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def curve_of(run_dir: Path, wall: float) -> dict:
@@ -100,7 +126,8 @@ def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
             running.remove(job)
             if process.returncode:
                 sys.exit(f"failed ({run_dir.parent / run_dir.name}.log): {' '.join(command)}")
-            (run_dir / "curve.json").write_text(json.dumps(curve_of(run_dir, time.perf_counter() - started)))
+            curve = curve_of(run_dir, time.perf_counter() - started) | {"threads": threads, "parallel": parallel}
+            (run_dir / "curve.json").write_text(json.dumps(curve))
 
 
 def band(curves: list[dict]) -> list[tuple[float, float, float, float]]:
@@ -126,7 +153,7 @@ def plot(results: dict, title: str, path: Path) -> None:
         ax.plot(xs, [p[1] for p in points], marker="o", markersize=3, label=f"{name} ({len(curves)} seeds)")
         ax.fill_between(xs, [p[2] for p in points], [p[3] for p in points], alpha=0.2)
     ax.set_yscale("log")
-    ax.set_xlabel("wall time from launch, s (2 CPU cores; evaluations excluded)")
+    ax.set_xlabel(f"wall time from launch, s ({conditions(results)}; evaluations excluded)")
     ax.set_ylabel("classifier FID (10k samples)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -135,6 +162,37 @@ def plot(results: dict, title: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     print(f"plot -> {path}")
+
+
+def conditions(results: dict) -> str:
+    """How the runs shared the machine, for the x axis: '2 CPU cores', or '2 runs at a time, 1 core each'."""
+    cores = os.cpu_count() or 2
+    shares = {(c.get("parallel", 1), c.get("threads", cores)) for curves in results.values() for c in curves}
+    if shares == {(1, cores)}:
+        return f"{cores} CPU cores"
+    return "; ".join(f"{p} run{'s' * (p > 1)} at a time, {t} thread{'s' * (t > 1)} each" for p, t in sorted(shares))
+
+
+def grids(run_dirs: dict, title: str, path: Path) -> None:
+    """Each recipe's final fixed-noise grid (its first seed) beside the real images: what the FIDs look like."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    panels = [(name, run_dir / "final.png") for name, run_dir in run_dirs.items()]
+    panels.append(("real images", next(iter(run_dirs.values())) / "samples" / "real.png"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 * len(panels), 2.9), dpi=100)
+    for ax, (name, png) in zip(axes, panels):
+        ax.imshow(Image.open(png))
+        ax.set_title(name.split(" (")[0], fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.canvas.draw()  # a 256-colour PNG: a third of the size, no visible difference at this scale
+    Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).quantize(256).save(path, optimize=True)
+    print(f"grids -> {path}")
 
 
 def value_at(points: list, at: float) -> float | None:
@@ -160,8 +218,9 @@ def table(results: dict, times: list[float]) -> str:
         for t in times:
             values = [v for c in curves if (v := value_at(c["points"], t)) is not None]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
-                         if values else "n/a")
+            partial = f"; {len(values)} of {len(curves)} seeds evaluated by then" if len(values) < len(curves) else ""
+            cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f} ({', '.join(f'{v:.2f}' for v in values)}"
+                         f"{partial})" if values else "n/a")
         rows.append(f"| {name} | {' | '.join(cells)} | {', '.join(str(c['steps']) for c in curves)} |")
     return "\n".join(rows)
 
@@ -188,8 +247,11 @@ def main() -> None:
             continue
         overrides = [o.format(data=data) for o in overrides]
         slug = name.split(" (")[0].replace(" ", "_")
-        runs[name] = [(command_for(overrides, run_dir, budget - args.startup, every, s), run_dir) for s in args.seeds
-                      for run_dir in [(REPO / args.out / args.study / slug / f"seed{s}").resolve()]]
+        run_dirs = [(REPO / args.out / args.study / slug / f"seed{s}").resolve() for s in args.seeds]
+        if any(not (run_dir / "curve.json").is_file() for run_dir in run_dirs):
+            warm_up(overrides, REPO / args.out / args.study / "warm-up")
+        runs[name] = [(command_for(overrides, run_dir, budget - args.startup, every, s), run_dir)
+                      for s, run_dir in zip(args.seeds, run_dirs)]
     # seed-major: each seed of every recipe before the next seed, so whatever else the machine does at a time
     # falls on all recipes alike
     run_all([jobs[i] for i in range(len(args.seeds)) for jobs in runs.values()], args.parallel)
@@ -197,7 +259,10 @@ def main() -> None:
     out = REPO / args.out / f"{args.study}.json"
     out.write_text(json.dumps(results, indent=1))
     print(table(results, args.at or [budget]))
-    plot(results, f"{args.study}: time to quality on 2 CPU cores", Path(args.plot or REPO / "docs" / f"time_to_quality_{args.study}.png"))
+    png = Path(args.plot or REPO / "docs" / f"time_to_quality_{args.study}.png")
+    plot(results, f"{args.study}: time to quality on 2 CPU cores", png)
+    grids({name: jobs[0][1] for name, jobs in runs.items()},
+          f"{args.study}: final fixed-noise grids (seed {args.seeds[0]})", png.with_name(f"{png.stem}_grids.png"))
 
 
 if __name__ == "__main__":

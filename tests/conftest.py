@@ -7,6 +7,7 @@ Fixtures (tests ask for them by name; nothing here is imported by a test):
     compose        compose(*overrides): the real configs, as `gantrain <overrides>` composes them
     tiny           the override tuple of the tiny GAN: trainer=debug with 8-channel networks
     tiny_cyclegan  the override tuple of a tiny CycleGAN (add data.root=...)
+    load_script    load_script("digits_check"): a module of scripts/, imported from its file
     make_data      make_data.mnist(root, n=64, folder="MNIST"), .image_tree(root, classes, per_class, size),
                    .unpaired(root, per_domain): small datasets written under root, which is returned
     mnist_root     a fresh tiny MNIST (64 training images) in its own folder
@@ -28,6 +29,7 @@ Fixtures (tests ask for them by name; nothing here is imported by a test):
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import itertools
 import json
 import os
@@ -193,6 +195,17 @@ def tiny() -> tuple[str, ...]:
 def tiny_cyclegan() -> tuple[str, ...]:
     """A tiny CycleGAN (32x32 crops, one residual block, 8-channel networks, batch 4); add data.root=..."""
     return TINY_CYCLEGAN
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """load_script(name) -> scripts/<name>.py as a module (scripts/ is not a package)."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,14 @@
 """scripts/digits_check.py, the default run's acceptance check, tells real-looking digits from the usual failures:
 blurry samples, copies of the training digits, and a few digits over and over."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "digits_check.py"
-
 
 @pytest.fixture(scope="module")
-def check():
-    spec = importlib.util.spec_from_file_location("digits_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def check(load_script):
+    return load_script("digits_check")
 
 
 @pytest.fixture(scope="module")
