@@ -146,7 +146,8 @@ def plot(results: dict, title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    many = len(results) > 4  # then the legend goes beside the axes, where it hides no curve
+    fig, ax = plt.subplots(figsize=(9.0 if many else 6.4, 3.8), dpi=110)
     for name, curves in results.items():
         points = band(curves)
         xs = [p[0] for p in points]
@@ -157,7 +158,7 @@ def plot(results: dict, title: str, path: Path) -> None:
     ax.set_ylabel("classifier FID (10k samples)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if many else {}))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
