@@ -4,7 +4,7 @@ Usage: python scripts/time_to_quality.py STUDY [--seeds 0 1 2] [--budget SECONDS
                                          [--recipes NAME ...] [--out outputs/time_to_quality] [--plot PNG]
 Studies: digits (the default run before and after), mnist (full MNIST under --data; mnist_seeds: every MNIST
 seed preset beside fast_mnist; mnist_precision: bf16 against fp32), augment_digits and augment_cifar10-5k
-(ADA, DiffAugment or neither; --data/cifar10-5k).
+(ADA, DiffAugment or neither; the CIFAR one with the CIFAR seed presets; --data/cifar10-5k).
 Beside the plot, <plot>_grids.png shows each recipe's final grid (its first seed) and real images.
 Needs matplotlib for the plot: pip install -e ".[plots]".
 
@@ -69,9 +69,11 @@ STUDIES = {
         "DiffAugment": (["experiment=fast_digits", "model.diffaugment=[color,translation,cutout]", "model.ada=null"], 200),
         "ADA": (["experiment=fast_digits", "model.diffaugment=null", "model.ada=0.6"], 200),
     }},
-    # ... and fast_cifar10 (ADA) against the seed preset hinge_sngan_cifar10 (SNGAN: ResNets, 5 D steps per G step)
+    # ... and fast_cifar10 (ADA) beside the CIFAR seed presets as published
     "augment_cifar10-5k": {"budget": 120, "recipes": {
-        "hinge_sngan_cifar10": (["experiment=hinge_sngan_cifar10", *CIFAR], 50),
+        "hinge_sngan_cifar10": (["experiment=hinge_sngan_cifar10", *CIFAR], 50),  # ResNets, 5 D steps per G step
+        "wgan_gp_cifar10": (["experiment=wgan_gp_cifar10", *CIFAR], 25),
+        "mlp_cifar10": (["experiment=mlp_cifar10", *CIFAR], 500),
         "neither": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=null"], 200),
         "DiffAugment": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=[color,translation,cutout]", "model.ada=null"], 200),
         "ADA": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=0.6"], 200),
