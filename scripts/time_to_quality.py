@@ -142,11 +142,18 @@ def band(curves: list[dict]) -> list[tuple[float, float, float, float]]:
     return out
 
 
-def plot(results: dict, title: str, path: Path) -> None:
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no display needed), imported when a picture is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(results: dict, title: str, path: Path) -> None:
+    plt = pyplot()
 
     many = len(results) > 4  # then the legend goes beside the axes, where it hides no curve
     fig, ax = plt.subplots(figsize=(9.0 if many else 6.4, 3.8), dpi=110)
@@ -178,11 +185,9 @@ def conditions(results: dict) -> str:
 
 def grids(run_dirs: dict, title: str, path: Path) -> None:
     """Each recipe's final fixed-noise grid (its first seed) beside the real images: what the FIDs look like."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image
+
+    plt = pyplot()
 
     panels = [(name, run_dir / "final.png") for name, run_dir in run_dirs.items()]
     panels.append(("real images", next(iter(run_dirs.values())) / "samples" / "real.png"))
