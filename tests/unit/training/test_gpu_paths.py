@@ -27,8 +27,8 @@ from gantrain.data.unpaired import UnpairedData
 from gantrain.errors import UserError
 from gantrain.metrics import extractors
 from gantrain.penalties import gradient_penalty, r1_penalty
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=null", "model.ada=null", "loss.r1=0"]  # the plain tiny GAN (conftest.TINY)
 CUDA = torch.device("cuda", 0)  # a device name only: these tests never reach a GPU
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

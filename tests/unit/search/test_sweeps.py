@@ -13,13 +13,13 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from support import REPO
 
 from gantrain.cli_checks import check_command_line
 from gantrain.device import device_for_sweep_job
 from gantrain.errors import UserError
 from gantrain.report import main as report_main, svg_plot
 
-REPO = Path(__file__).parent.parent
 QUICK_EVAL = ("trainer.eval_every=2", "metrics.num_samples=64", "metrics.real_samples=128",
               "metrics.classifier_epochs=1", "metrics.metrics=[fid]")
 GRID = ("gantrain", "-m", "seed=0,1,2", "trainer=debug", "model.generator.width=8", "model.discriminator.width=8",

@@ -11,8 +11,8 @@ from torch import nn
 from gantrain.build import system_from_checkpoint
 from gantrain.checkpoint import load_checkpoint
 from gantrain.ema import EMA, STANDING_BATCHES, standing_statistics
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Shift(nn.Module):

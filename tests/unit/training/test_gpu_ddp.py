@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+SCRIPT = REPO / "scripts" / "gpu_check.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "trainer.max_steps=4", "model.ema=null", "model.ada=null", "loss.r1=0"]  # the plain tiny GAN (conftest.TINY)
 

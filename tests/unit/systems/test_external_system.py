@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import REPO
 
-EXTERNAL = Path(__file__).parent / "external"
+EXTERNAL = REPO / "tests" / "external"
 SEARCHPATH = f"hydra.searchpath=[file://{EXTERNAL / 'configs'}]"
 
 

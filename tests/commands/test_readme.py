@@ -30,9 +30,9 @@ import torch
 import torchvision
 import yaml
 from PIL import Image
+from support import REPO
 
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
 
