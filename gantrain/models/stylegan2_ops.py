@@ -19,9 +19,8 @@ LRELU_GAIN = math.sqrt(2)  # keeps the activations' second moment through leaky 
 
 def fir_filter(taps: tuple[int, ...] = FIR_TAPS) -> Tensor:
     """(k, k) separable low-pass filter summing to 1 (official upfirdn2d.setup_filter for fewer than 8 taps)."""
-    t = torch.tensor(taps, dtype=torch.float32)
-    f = torch.outer(t, t)
-    return f / f.sum()
+    total = sum(taps) ** 2  # in Python: arithmetic on the meta device would import torch's compiler stack (seconds)
+    return torch.tensor([[a * b / total for b in taps] for a in taps], dtype=torch.float32)
 
 
 def reduced_dtype(device: torch.device) -> torch.dtype:
@@ -153,7 +152,7 @@ class FullyConnected(nn.Module):
     def __init__(self, in_features: int, out_features: int, lrelu: bool = False, lr_multiplier: float = 1.0, bias_init: float = 0.0):
         super().__init__()
         self.lrelu = lrelu
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.weight = nn.Parameter(torch.normal(0.0, 1 / lr_multiplier, size=(out_features, in_features)))  # randn / lr_multiplier
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
