@@ -3,7 +3,9 @@
 Same maths, parameters and buffers as the official training/networks.py (the parameter counts of its `cifar` and
 `paper256` configurations and a golden test of its outputs hold this; stylegan2_convert.py loads its state dicts).
 Reduced precision: the blocks of the `num_fp16_res` highest resolutions run in fp16 on CUDA, as official, and in
-bf16 on other devices; `force_fp32=True` runs everything in fp32 (the official code's switch of the same name).
+bf16 on other devices (the official code picks fp16 on any device, where CPU convolutions crawl); `force_fp32=True`
+runs everything in fp32 (the official code's switch of the same name). On CPUs without native bf16, fp32 is faster:
+num_fp16_res=0 there.
 Labels are class indices (B,) or float vectors (B, num_classes); the official code reads one-hot vectors.
 """
 

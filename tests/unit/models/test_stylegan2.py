@@ -221,3 +221,17 @@ def test_reduced_precision_runs_the_top_resolutions_in_bf16_on_the_cpu():
     reduced, full = G(z, noise_mode="const"), G(z, noise_mode="const", force_fp32=True)
     assert seen == [torch.float32, torch.bfloat16, torch.bfloat16] + [torch.float32] * 3
     assert reduced.dtype == torch.float32 and 0 < (reduced - full).abs().max() < 0.1 * full.abs().max()
+
+
+def test_second_order_gradients_flow_for_r1_and_path_length():
+    G, D = tiny_generator().train(), Discriminator((3, 16, 16), **TINY).train()
+    real = torch.randn(4, 3, 16, 16, requires_grad=True)
+    (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    grad.square().sum().backward()  # R1: |dD/dx|^2, differentiated w.r.t. D's weights
+    assert D.blocks[0].conv0.weight.grad.abs().sum() > 0
+    ws = G.mapping(torch.randn(4, 16)).detach().requires_grad_(True)
+    # fp32: G's bf16 double backward works too, but its first call imports torch._dynamo (3-5 s) through a decomposition
+    images = G.synthesis(ws, force_fp32=True)
+    (grad,) = torch.autograd.grad((images * torch.randn(4, 3, 16, 16)).sum(), ws, create_graph=True)
+    grad.square().sum().backward()  # path length: |J^T y|^2, differentiated w.r.t. the synthesis weights
+    assert G.synthesis.blocks[1].conv0.weight.grad.abs().sum() > 0
