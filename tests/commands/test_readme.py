@@ -32,24 +32,23 @@ import yaml
 from PIL import Image
 from support import REPO
 
-
 README = REPO / "README.md"
 PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
 
 # README commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
     r"trainer\.device=cuda": "needs a CUDA GPU; the test machines have none (the CPU path of each recipe runs)",
-    r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/test_distributed.py runs DDP with 2 gloo CPU processes",
+    r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/unit/training/test_distributed.py runs DDP with 2 gloo CPU processes",
     r"^torchrun --nnodes=2 ": "two nodes and a rendezvous host (and `...` stands for any gantrain arguments)",
-    r"hydra/launcher=slurm": "needs a SLURM cluster (tests/test_cli.py composes the launcher preset)",
-    r"^python scripts/report_screenshot\.py": "needs Chromium; tests/test_sweeps.py renders a report page with it where "
+    r"hydra/launcher=slurm": "needs a SLURM cluster (tests/commands/test_cli.py composes the launcher preset)",
+    r"^python scripts/report_screenshot\.py": "needs Chromium; tests/unit/search/test_sweeps.py renders a report page with it where "
                                                "one is installed and skips with the reason where none is",
     r"^python scripts/search_mnist\.py": "a 40-minute search on the full MNIST and 9 retrained runs; the search command it "
                                           "wraps (hydra/sweeper=gan_search) runs here as its own README command",
     r"^python scripts/time_to_quality\.py": "trains each recipe of a study for minutes, 3 seeds each; every recipe is "
-                                            "a README command of its own, run here, and tests/test_sweeps.py checks "
+                                            "a README command of its own, run here, and tests/unit/search/test_sweeps.py checks "
                                             "trainer.max_seconds and the evaluations' training seconds it reads",
-    r"^python scripts/digits_check\.py": "judges a full default run (3 minutes); tests/test_digits_check.py runs the "
+    r"^python scripts/digits_check\.py": "judges a full default run (3 minutes); tests/scripts/test_digits_check.py runs the "
                                          "check on real, copied, blurred and few-digit sets",
     r"^gantrain-eval$": "the program's name in prose, not a command",
     r"^gantrain-export$": "the program's name in prose, not a command",
@@ -142,7 +141,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "trainer.decay_start": 2,       # before max_steps, as the README's pairs are
     "trainer.sample_every": 2,
     "trainer.eval_every": 4,        # one evaluation, at the end
-    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/test_sweeps.py runs jobs in 2 joblib workers
+    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/unit/search/test_sweeps.py runs jobs in 2 joblib workers
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
     "hydra.sweeper.n_trials": 2,    # a search's trials
@@ -224,10 +223,8 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     """The console script's function with this argv and working directory; its exit status as the shell sees it."""
     import gantrain.cli as cli
 
-    import gantrain.report as report
-
     entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": report.main, "gantrain-export": cli.export}[argv[0]]
+             "gantrain-report": cli.report, "gantrain-export": cli.export}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:

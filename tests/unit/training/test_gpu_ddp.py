@@ -4,7 +4,6 @@ all-reduce spreads nothing) by scripts/gpu_check.py's --nan-on-rank entry, which
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from support import REPO
