@@ -1,3 +1,3 @@
 """gantrain: config-driven GAN training with PyTorch and Hydra."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
