@@ -12,10 +12,11 @@ MAX_LINE, MAX_COMMENT = 100, 2
 
 def comment_runs(text: str) -> list[tuple[int, int]]:
     """(first line number, length) of each comment: consecutive comment-only lines, and a comment after a value
-    together with the comment-only lines below it that start in the same column (its continuation)."""
+    together with the comment-only lines below it that start in the same column (its continuation). Hydra's
+    header (`# @package _global_`) is a directive, not a comment."""
     runs, start, length, column = [], 0, 0, None
     for number, line in enumerate(text.splitlines() + [""], 1):
-        stripped = line.lstrip()
+        stripped = "" if re.match(r"\s*#\s*@", line) else line.lstrip()
         if stripped.startswith("#") and (length and (column is None or line.index("#") == column)):
             length += 1
             continue
@@ -34,6 +35,7 @@ def comment_runs(text: str) -> list[tuple[int, int]]:
 def test_comment_runs_are_found():
     text = "# a\n# b\nkey: 1  # c\n        # d\n# e\nother: 2 # f\n\n# g\n"
     assert comment_runs(text) == [(1, 2), (3, 2), (5, 1), (6, 1), (8, 1)]
+    assert comment_runs("# @package _global_\n# a\n# b\nkey: 1\n") == [(2, 2)]
 
 
 def test_there_are_config_files():
