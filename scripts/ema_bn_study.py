@@ -1,7 +1,8 @@
 """Which BatchNorm statistics the EMA generator should be sampled with, measured over seeds.
 
 Usage: python scripts/ema_bn_study.py [--seeds 0 1 2] [--steps 1300] [--data /work/shared/data]
-           [--out outputs/ema_bn_study] [--samples 10000] [--standing 1000 2000 10000] [--doc outputs/ema_bn_study/tables.md]
+           [--out outputs/ema_bn_study] [--samples 10000] [--standing 1000 2000 10000]
+           [--doc outputs/ema_bn_study/tables.md]
 
 Each seed trains one run in-process, as `gantrain experiment=cs231n_dcgan data.root=DATA trainer.max_steps=STEPS
 trainer.amp=bf16 trainer.channels_last=true model.ema=0.999 model.ema_start=300 seed=SEED` would, and

@@ -63,7 +63,7 @@ STUDIES = {
         "fast_mnist bf16": (["experiment=fast_mnist", *MNIST], 250),
         "fast_mnist fp32": (["experiment=fast_mnist", *MNIST, "trainer.amp=false"], 250),
     }},
-    # ADA against DiffAugment against neither, at equal wall time, on small sets (README "Small data")
+    # ADA against DiffAugment against neither, at equal wall time, on small sets (docs/studies/small_data.md)
     "augment_digits": {"budget": 120, "recipes": {
         "neither": (["experiment=fast_digits", "model.diffaugment=null", "model.ada=null"], 200),
         "DiffAugment": (["experiment=fast_digits", "model.diffaugment=[color,translation,cutout]", "model.ada=null"], 200),
@@ -218,7 +218,7 @@ def value_at(points: list, at: float) -> float | None:
 
 
 def table(results: dict, times: list[float]) -> str:
-    """The README's rows: FID (mean ± std over seeds) at each time from launch, and each seed's steps."""
+    """The study table's rows: FID (mean ± std over seeds) at each time from launch, and each seed's steps."""
     head = " | ".join(f"FID at {t:g} s" for t in times)
     rows = [f"| recipe | {head} | steps trained (per seed) |", "|---" * (len(times) + 2) + "|"]
     for name, curves in results.items():

@@ -6,8 +6,8 @@ column, truncated more from row to row).
 Usage: python scripts/truncation_study.py [--data ../shared/data] [--run RUN] [--out DIR]
 
 Trains what `gantrain experiment=dcgan_mnist trainer.max_steps=1200` trains (z ~ N(0, 1)) into
-outputs/truncation_study/run unless --run names a trained run, then writes docs/studies/truncation.png and prints the study's table (also saved as
-results.json beside the run). A quick check of the script (what the tests run, on a tiny MNIST):
+outputs/truncation_study/run unless --run names a trained run, then writes docs/studies/truncation.png and
+prints the study's table (also saved as results.json beside the run). A quick check of the script (what the tests run, on a tiny MNIST):
 `--steps 2 --num-samples 64 --real-samples 128 --classifier-epochs 1 --out DIR` trains 2 steps of trainer=debug
 and writes everything under DIR, leaving docs/ alone.
 """
