@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -193,7 +192,7 @@ def gantrain_steps(overrides: list[str], run_dir: Path):
     """gantrain's own loop body (Trainer.train_step + periodic logging), one step per next()."""
     from omegaconf import OmegaConf
 
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     cfg = compose_config(*overrides, "trainer.progress=false", "trainer.sample_every=1000000",
                          "trainer.checkpoint_every=1000000", "trainer.log_every=10")

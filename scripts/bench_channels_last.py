@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from gantrain.build import build_trainer, seed_everything
+from gantrain.config.build import build_trainer, seed_everything
 
 CASES = {  # name -> overrides (the trainer's own settings come after)
     "default": [],  # the default run: DCGAN-32 with 32 channels on the digits

@@ -35,10 +35,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import gantrain.cli  # noqa: F401  (registers the config resolvers)
-from gantrain.build import build_data, build_trainer, system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
-from gantrain.ema import standing_statistics
+from gantrain.config.build import build_data, build_trainer, system_from_checkpoint
 from gantrain.metrics.evaluator import Evaluator
+from gantrain.systems.ema import standing_statistics
+from gantrain.training.checkpoint import load_checkpoint
 
 STUDY_SEED = 12345  # noise for the standing statistics here (scoring draws from seed 1)
 METRICS = (("fid", "FID", 2), ("kid", "KID x 1e3", 2), ("precision", "precision", 3), ("recall", "recall", 3))

@@ -16,9 +16,9 @@ import time
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-from gantrain.build import build_system, system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
+from gantrain.config.build import build_system, system_from_checkpoint
 from gantrain.metrics.evaluator import Evaluator
+from gantrain.training.checkpoint import load_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,11 +24,11 @@ from hydra import compose, initialize_config_module
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from gantrain.build import build_data, system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
-from gantrain.loggers import to_pil
+from gantrain.config.build import build_data, system_from_checkpoint
+from gantrain.data.pixels import to_uint8
 from gantrain.metrics.evaluator import Evaluator
-from gantrain.pixels import to_uint8
+from gantrain.training.checkpoint import load_checkpoint
+from gantrain.training.loggers import to_pil
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = [None, 2.0, 1.5, 1.0, 0.7, 0.5, 0.25]  # None: no truncation
@@ -40,7 +40,7 @@ def train(data: Path, run_dir: Path, steps: int | None) -> None:
     """`gantrain experiment=dcgan_mnist trainer.max_steps=1200` (or a quick `steps` of trainer=debug), in this
     process (the same config and Trainer; no second interpreter to start)."""
     import gantrain.cli  # noqa: F401  (registers the config resolvers)
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     length = [f"trainer.max_steps={STEPS}"] if steps is None else ["trainer=debug", f"trainer.max_steps={steps}"]
     overrides = ["experiment=dcgan_mnist", f"data.root={data}", *length, "trainer.progress=false"]

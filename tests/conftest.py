@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from hydra import compose as hydra_compose, initialize_config_module
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ def train(tmp_path_factory):
     """train(*overrides, run_dir=None, base=TINY, fit=True): the Trainer of `base + overrides` (built with no meta:
     build_trainer records config and version itself), trained into run_dir (default: a fresh folder); fit=False
     returns it built but untrained. Session-scoped, so module- and session-scoped fixtures can train too."""
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     def train(*overrides: str, run_dir=None, base=TINY, fit: bool = True):
         run_dir = Path(run_dir) if run_dir is not None else tmp_path_factory.mktemp("train") / "run"
@@ -383,7 +384,7 @@ class CommandServer:
         """argv on `world` ranks started as torchrun starts its workers (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR
         and MASTER_PORT in each one's environment), but forked from the warm interpreter instead of paying for
         world + 1 fresh ones. The exit status is the first failing rank's; the output is every rank's, in order.
-        Real torchrun keeps its own tests (tests/test_distributed.py) for what the launcher itself does."""
+        Real torchrun keeps its own tests (tests/unit/training/test_distributed.py) for what the launcher itself does."""
         with socket.socket() as probe:  # a free port for rank 0's rendezvous store
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

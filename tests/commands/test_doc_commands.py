@@ -144,7 +144,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "trainer.decay_start": 2,       # before max_steps, as the pages' pairs are
     "trainer.sample_every": 2,
     "trainer.eval_every": 4,        # one evaluation, at the end
-    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/test_sweeps.py runs jobs in 2 joblib workers
+    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/unit/search/test_sweeps.py runs jobs in 2 joblib workers
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
     "hydra.sweeper.n_trials": 2,    # a search's trials
@@ -226,10 +226,8 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     """The console script's function with this argv and working directory; its exit status as the shell sees it."""
     import gantrain.cli as cli
 
-    import gantrain.report as report
-
     entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": report.main, "gantrain-export": cli.export}[argv[0]]
+             "gantrain-report": cli.report, "gantrain-export": cli.export}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:
@@ -645,7 +643,7 @@ def check_without_running(command: str, load_script) -> None:
     words = shlex.split(command)
     program, args = words[len(env_words(words)):][0], words[len(env_words(words)):][1:]
     if program == "gantrain":
-        from gantrain.cli_checks import check_command_line
+        from gantrain.cli.checks import check_command_line
         from gantrain.errors import UserError
 
         try:  # what `gantrain` checks before Hydra makes a run directory: composition, keys, types, values
@@ -667,10 +665,10 @@ def compose_command(program: str, args: list[str], command: str) -> None:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
 
-    import gantrain.cli as cli
+    from gantrain.cli.commands import COMMAND_CONFIG_PATH
 
     try:
-        with initialize_config_module(cli.COMMAND_CONFIG_PATH.removeprefix("pkg://"), version_base="1.3"):
+        with initialize_config_module(COMMAND_CONFIG_PATH.removeprefix("pkg://"), version_base="1.3"):
             compose(program.removeprefix("gantrain-"), overrides=args)
     except HydraException as err:
         pytest.fail(f"{command}\n  {str(err).splitlines()[0]}")
@@ -678,11 +676,11 @@ def compose_command(program: str, args: list[str], command: str) -> None:
 
 def check_report_flags(args: list[str], command: str) -> None:
     """gantrain-report's own help names every flag the command uses, and a folder is given."""
-    import gantrain.report as report
+    import gantrain.cli as cli
 
     out = io.StringIO()
     with redirect_stdout(out), pytest.raises(SystemExit):
-        report.main(["--help"])
+        cli.report(["--help"])
     flags = [a for a in args if a.startswith("-")]
     unknown = [f for f in flags if not re.search(rf"(^|[\s,]){re.escape(f)}\b", out.getvalue(), re.M)]
     assert not unknown and [a for a in args if not a.startswith("-")], (command, unknown)

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 
-from gantrain.cli_checks import check_command_line, hydra_flags
+from gantrain.cli.checks import check_command_line, hydra_flags
 from gantrain.errors import UserError
 
 

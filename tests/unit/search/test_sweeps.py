@@ -5,20 +5,20 @@ import csv
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from support import REPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gantrain.cli_checks import check_command_line
+from gantrain.cli import report as report_main
+from gantrain.cli.checks import check_command_line
 from gantrain.device import device_for_sweep_job
 from gantrain.errors import UserError
-from gantrain.report import main as report_main, svg_plot
+from gantrain.search.report import svg_plot
 
 QUICK_EVAL = ("trainer.eval_every=2", "metrics.num_samples=64", "metrics.real_samples=128",
               "metrics.classifier_epochs=1", "metrics.metrics=[fid]")
@@ -30,7 +30,7 @@ SEARCH = ("gantrain", "-m", "hydra/sweeper=search", "hydra.sweeper.n_trials=3", 
 # the sweep's second run is stopped by SIGTERM after its third step, as a user's Ctrl-C or a cluster would
 KILL_SECOND_RUN = """
 import os, signal, sys
-import gantrain.cli, gantrain.trainer as t
+import gantrain.cli, gantrain.training.trainer as t
 begun, step = [], t.Trainer.train_step
 def train_step(self):
     step(self)
@@ -121,7 +121,8 @@ def test_a_search_needs_evaluations():
 @pytest.mark.parametrize("metric, direction", [("fid", "minimize"), ("kid", "minimize"), ("is", "maximize"),
                                                ("precision", "maximize"), ("recall", "maximize")])
 def test_the_search_direction_follows_the_metric(compose, metric, direction):
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
 
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         cfg = hydra_compose("config", overrides=["hydra/sweeper=gan_search", f"trainer.best_metric={metric}"],

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gantrain.ada import ADA, color_matrices, geometric_matrices
-from gantrain.build import build_system
+from gantrain.config.build import build_system
 from gantrain.errors import UserError
+from gantrain.systems.ada import ADA, color_matrices, geometric_matrices
 
 
 def ada_at(p: float, ops: str = "blit,geom,color", **kwargs) -> ADA:

@@ -5,7 +5,6 @@ entry, which the GPU check runs with NCCL."""
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from support import REPO

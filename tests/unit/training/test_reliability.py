@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrain.checkpoint import load_checkpoint, numbered_checkpoints, read_checkpoint
 from gantrain.errors import DiskFull, TrainingDiverged, UserError
+from gantrain.training.checkpoint import load_checkpoint, numbered_checkpoints, read_checkpoint
 
 EVERY_STEP = ("trainer.log_every=1",)  # with the tiny settings: scalars of every step
 LONG = ["trainer.max_steps=100000", "trainer.checkpoint_every=3", "trainer.sample_every=100000"]
@@ -159,8 +159,9 @@ def full_disk_open(target: str):
 def test_full_disk_stops_in_one_line_and_keeps_the_good_checkpoints(train, tmp_path, monkeypatch):
     """The last checkpoint (written by finish(), outside the loop's clean-up) does not fit: one line naming the
     file, the space and the checkpoint to resume from; no temp file left filling the disk; TensorBoard flushed."""
-    import gantrain.checkpoint
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import gantrain.training.checkpoint
 
     trainer = train(*EVERY_STEP, "trainer.max_steps=5", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5",
                     run_dir=tmp_path, fit=False)
