@@ -1,4 +1,4 @@
-"""gantrain's config groups (pkg://gantrain.configs). Importing the package registers the trainer group's typed
-schema with Hydra's ConfigStore, so the configs compose wherever they are loaded from, not only through the CLI."""
+"""gantrain's config groups (pkg://gantrain.configs). Importing the package registers the groups' schemas and the
+resolvers with Hydra and OmegaConf, so the configs compose wherever they are loaded from, not only through the CLI."""
 
-import gantrain.trainer_config  # noqa: F401
+import gantrain.config  # noqa: F401

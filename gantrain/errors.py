@@ -19,3 +19,10 @@ class Interrupted(Exception):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """An error's first non-blank line (at most `limit` characters), or its type's name when it says nothing:
+    what a one-line message quotes of a library's multi-line error."""
+    line = next((text.strip() for text in str(err).splitlines() if text.strip()), type(err).__name__)
+    return line[:limit] if limit else line

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from gantrain.data.digits import digits
+from gantrain.data.pixels import to_uint8
 from gantrain.metrics import maths
 from gantrain.metrics.evaluator import Evaluator, real_images
 from gantrain.metrics.extractors import holdout_split
-from gantrain.pixels import to_uint8
 
 CONFIDENCE_RATIO, MIN_CLASS_SHARE, NOVELTY_RATIO, MIN_RECALL = 0.9, 0.05, 0.5, 0.5
 
@@ -76,7 +76,7 @@ def check(fake: torch.Tensor, evaluator: Evaluator, training: torch.Tensor) -> d
 
 def run_samples(run: str, n: int, seed: int) -> torch.Tensor:
     """n uint8 samples of a run's generator (its EMA copy when it has one), drawn with `seed`."""
-    from gantrain.sampling import load_sampler
+    from gantrain.generate.sampling import load_sampler
 
     _, system = load_sampler(run, "cpu")
     return to_uint8(system.sample(n, generator=torch.Generator().manual_seed(seed)))
@@ -96,13 +96,19 @@ def report(out: dict) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="a run directory (or checkpoint) of a model trained on data=digits")
     parser.add_argument("--real", action="store_true", help="check held-out real digits against the training split")
     parser.add_argument("--n", type=int, default=1797, help="samples to draw (default: as many as real digits)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the figures here too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.run and not args.real:
         parser.error("give a run directory, or --real")

@@ -17,7 +17,7 @@ digits (no download, nothing read from outside --out) and checks what the CPU te
   bench                  seed 003's DCGAN loop (the PyTorch tutorial) against gantrain, same nets, on the GPU
 
 The exit status is 1 when a row failed. `--nan-on-rank R --nan-at-step S -- OVERRIDES` is the entry the ddp
-rows (and tests/test_gpu_ddp.py, with gloo on CPUs) start under torchrun: `gantrain OVERRIDES` whose D loss
+rows (and tests/unit/training/test_gpu_ddp.py, with gloo on CPUs) start under torchrun: `gantrain OVERRIDES` whose D loss
 is NaN on rank R at step S, its gradients left finite.
 """
 
@@ -32,6 +32,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from gantrain.errors import first_line
 
 SCRIPTS = Path(__file__).resolve().parent
 SMALL = ["trainer=debug", "trainer.device=cuda", "trainer.batch_size=64", "model.generator.width=32",
@@ -51,7 +53,8 @@ def merged(*lists: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- running a few steps
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
 
     import gantrain.cli  # noqa: F401  (registers the resolvers and the trainer schema)
 
@@ -90,7 +93,7 @@ def measure(trainer, steps: int, no_sync: bool = False) -> dict:
 
 
 def train(overrides: list[str], out: Path, steps: int, prepare=None, no_sync: bool = False) -> dict:
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     cfg = compose(merged(SMALL, overrides, [f"trainer.max_steps={WARMUP + steps}"]))
     trainer = build_trainer(cfg, out)
@@ -156,7 +159,7 @@ def make_unpaired(root: Path, per_domain: int = 12) -> Path:
 
 def cyclegan_resumed(overrides, out, steps):
     """Two CycleGAN steps on the CPU, then the run resumed on CUDA: every tensor must follow."""
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     root = make_unpaired(out / "unpaired")
     common = ["experiment=cyclegan", "trainer=debug", f"data.root={root}", "data.channels=1", "data.workers=0",
@@ -180,7 +183,7 @@ def cyclegan_resumed(overrides, out, steps):
 
 def eval_mid_run(overrides, out, steps):
     """trainer.evaluate() between steps: the CUDA generator's state is unchanged, and training continues."""
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     metrics = ["trainer.eval_every=1000", "metrics.num_samples=300", "metrics.real_samples=600", "metrics.metrics=[fid,kid]",
                "metrics.kid_subsets=10", "metrics.kid_subset_size=100", "metrics.classifier_epochs=1"]
@@ -207,7 +210,7 @@ def bench_seed003(overrides, out, steps, batch: int = 128):
     from bench import TutorialDiscriminator, TutorialGenerator, weights_init
 
     from gantrain.data.digits import digits
-    from gantrain.pixels import to_model_range
+    from gantrain.data.pixels import to_model_range
 
     device = torch.device("cuda")
     real = to_model_range(digits(image_size=64).x[:batch]).to(device)
@@ -244,7 +247,7 @@ def bench_seed003(overrides, out, steps, batch: int = 128):
 def fp16_r1_batchnorm(overrides, out, steps):
     """gantrain refuses fp16 with R1 on a BatchNorm critic: under CPU autocast BatchNorm's double backward gives NaN
     gradients. Is it so on CUDA too? One D loss, at loss scales 1 and 1024; the note says whether to keep the refusal."""
-    from gantrain.build import build_data, build_system
+    from gantrain.config.build import build_data, build_system
 
     cfg = compose(merged(SMALL, ["loss.r1=10"]))
     data = build_data(cfg)
@@ -260,7 +263,7 @@ def fp16_r1_batchnorm(overrides, out, steps):
         if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in system.D.parameters()):
             nan_at.append(scale)
     return {"note": f"NaN gradients at scale {nan_at}: keep the refusal" if nan_at else
-            "finite gradients on CUDA: the refusal (gantrain/build.py) could be lifted for CUDA"}
+            "finite gradients on CUDA: the refusal (gantrain/config/build.py) could be lifted for CUDA"}
 
 
 BENCH_GANTRAIN = ["data.image_size=64", "trainer.batch_size=128", "model.generator.width=64", "model.discriminator.width=64"]
@@ -348,8 +351,9 @@ def expect(ok: bool, proc: subprocess.CompletedProcess) -> None:
 def train_with_nan(rank: int, step: int, overrides: list[str]) -> None:
     """`gantrain OVERRIDES` (under torchrun) whose D loss is NaN on one rank at one step; its gradients stay
     finite, so only the ranks' own non-finite checks can notice, which must agree."""
-    from gantrain import cli, distributed
+    from gantrain import cli
     from gantrain.systems.gan import GAN
+    from gantrain.training import distributed
 
     d_loss = GAN.d_loss
 
@@ -375,7 +379,7 @@ def run_row(name: str, check, out: Path) -> tuple:
         return name, "pass", result.get("images_per_s"), result.get("peak_mb"), result.get("note", ""), time.perf_counter() - started
     except Exception as err:  # a failed check is a row of the table, not the end of the run
         (out / "error.txt").write_text(traceback.format_exc())
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         return name, "FAIL", None, None, f"{type(err).__name__}: {first[:150]} (trace: {out / 'error.txt'})", time.perf_counter() - started
 
 

@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from hydra import compose as hydra_compose, initialize_config_module
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -74,12 +75,12 @@ def pytest_configure(config):
     track_data_loaders()
 
 
-# pytest-xdist hands out whole files (--dist loadfile: a file's tests share its fixtures, such as the README
-# test's runs and the two-process torchrun run) in the order they were collected (--no-loadscope-reorder: not
-# by their number of tests); the slowest go first, so the
-# two workers end together instead of one starting the README test (a third of the suite) when the other is
-# nearly done. Seconds on 2 cores; a file not listed counts as quick.
-SLOW_FILES = {"test_readme.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_configs.py": 20,
+# pytest-xdist hands out whole files (--dist loadfile: a file's tests share its fixtures, such as the documented
+# commands' runs and the two-process torchrun run) in the order they were collected (--no-loadscope-reorder: not
+# by their number of tests); the slowest go first, so the two workers end together instead of one starting the
+# documented commands (a third of the suite) when the other is nearly done. Seconds on 2 cores; a file not
+# listed counts as quick.
+SLOW_FILES = {"test_doc_commands.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_configs.py": 20,
               "test_metrics.py": 19, "test_distributed.py": 19, "test_families.py": 16, "test_cli.py": 14,
               "test_overrides_property.py": 14, "test_cyclegan.py": 10, "test_trainer.py": 8}
 
@@ -239,7 +240,7 @@ def train(tmp_path_factory):
     """train(*overrides, run_dir=None, base=TINY, fit=True): the Trainer of `base + overrides` (built with no meta:
     build_trainer records config and version itself), trained into run_dir (default: a fresh folder); fit=False
     returns it built but untrained. Session-scoped, so module- and session-scoped fixtures can train too."""
-    from gantrain.build import build_trainer
+    from gantrain.config.build import build_trainer
 
     def train(*overrides: str, run_dir=None, base=TINY, fit: bool = True):
         run_dir = Path(run_dir) if run_dir is not None else tmp_path_factory.mktemp("train") / "run"
@@ -383,7 +384,7 @@ class CommandServer:
         """argv on `world` ranks started as torchrun starts its workers (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR
         and MASTER_PORT in each one's environment), but forked from the warm interpreter instead of paying for
         world + 1 fresh ones. The exit status is the first failing rank's; the output is every rank's, in order.
-        Real torchrun keeps its own tests (tests/test_distributed.py) for what the launcher itself does."""
+        Real torchrun keeps its own tests (tests/unit/training/test_distributed.py) for what the launcher itself does."""
         with socket.socket() as probe:  # a free port for rank 0's rendezvous store
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

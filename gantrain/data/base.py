@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gantrain.data.batches import Batches, LoaderBatches, MemoryBatches
-from gantrain.pixels import to_model_range
+from gantrain.data.pixels import to_model_range
 from gantrain.errors import UserError
 
 
@@ -17,7 +17,7 @@ class Data:
     name: str
     shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
     num_classes: int  # 0 when the set has no labels
-    root: str | None = None  # where the files are (caches go beside them), None for bundled data
+    root: str | None = None  # where the files are (caches go under the user's cache directory); None: bundled
     batch_keys: tuple[str, ...] = ("real",)  # what its batches hold (besides "label"); unpaired data: ("A", "B")
     workers: int = 0  # DataLoader worker processes that read it (streamed data only)
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gantrain.pixels import to_model_range
+from gantrain.data.pixels import to_model_range
 
 log = logging.getLogger(__name__)
 # The labels a dataset gives a file it could not decode (-1 means "no label"); such rows are dropped and

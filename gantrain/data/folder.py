@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gantrain.data.base import Data, StreamData, TensorData
 from gantrain.data.batches import TOO_LARGE, UNREADABLE, count_skipped, describe_skipped, skipped_rows
-from gantrain.data.cache import cached_decode
+from gantrain.data.decoded import cached_decode
 from gantrain.errors import UserError
 
 log = logging.getLogger(__name__)

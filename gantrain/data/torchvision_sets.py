@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-
 from torch.utils.data import Dataset
 
 from gantrain.data.base import Data, StreamData, TensorData

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from gantrain.data.base import Data, TensorData
 from gantrain.data.batches import Batches, epoch_order, fits_on_device, to_device
-from gantrain.pixels import to_model_range
 from gantrain.data.folder import folder
+from gantrain.data.pixels import to_model_range
 from gantrain.errors import UserError
 
 

@@ -14,19 +14,25 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from gantrain.caches import cache_dir
-from gantrain.files import atomic_save
 from gantrain.data import Data, TensorData
 from gantrain.data.batches import skipped_rows
-from gantrain.pixels import to_uint8
+from gantrain.data.pixels import to_uint8
 from gantrain.device import resolve_device
 from gantrain.errors import UserError
-from gantrain.objective import HIGHER_IS_BETTER
+from gantrain.files import atomic_save
 from gantrain.metrics import maths
-from gantrain.metrics.extractors import (ClassifierExtractor, InceptionExtractor, accuracy, cached_classifier, describe,
-                                         train_classifier, weakness)
+from gantrain.metrics.extractors import (
+    ClassifierExtractor,
+    InceptionExtractor,
+    accuracy,
+    cached_classifier,
+    describe,
+    train_classifier,
+    weakness,
+)
+from gantrain.training.objective import HIGHER_IS_BETTER, METRICS
 
 log = logging.getLogger(__name__)
-METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")
 CACHE_VERSION = 1
 
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gantrain.data.pixels import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
+from gantrain.errors import UserError, first_line
 from gantrain.files import atomic_save
-from gantrain.pixels import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
-from gantrain.errors import UserError
 from gantrain.metrics import maths
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def inception_network(weights: str | None):
         try:
             torch.load(path, map_location="cpu", weights_only=True)  # refuses a file that would run code
         except Exception as err:
-            raise UserError(f"metrics.inception_weights={path} is not a plain PyTorch weights file ({str(err).splitlines()[0][:120]})") from err
+            raise UserError(f"metrics.inception_weights={path} is not a plain PyTorch weights file ({first_line(err, 120)})") from err
         return FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
     if weights:
         raise UserError(f"metrics.inception_weights={weights} does not exist: download {INCEPTION_URL} there")
@@ -250,7 +250,7 @@ def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: P
                 net.load_state_dict(saved["weights"])
                 return net.to(device).eval(), saved["quality"]
         except Exception as err:
-            log.warning("retraining the evaluation classifier: %s is unreadable (%s)", path, str(err).splitlines()[0][:100])
+            log.warning("retraining the evaluation classifier: %s is unreadable (%s)", path, first_line(err, 100))
     log.info("training the evaluation classifier on %d real images, %d epochs (once; cached in %s)", len(train), epochs, path)
     started = time.perf_counter()
     net = train_classifier(images[train], labels[train], num_classes, device, epochs, seed)

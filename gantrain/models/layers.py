@@ -1,4 +1,4 @@
-"""Small building blocks shared by the architectures: normalisation by name, label inputs."""
+"""Small building blocks shared by the architectures: normalisation by name, label inputs, BatchNorm detection."""
 
 from torch import Tensor, nn
 
@@ -34,3 +34,8 @@ def label_planes(labels: Tensor, num_classes: int, height: int, width: int) -> T
     """(B,) class indices -> (B, K, H, W) one-hot planes to concatenate with an image (conditional D)."""
     one_hot = nn.functional.one_hot(labels, num_classes).float()
     return one_hot.view(-1, num_classes, 1, 1).expand(-1, -1, height, width)
+
+
+def has_batch_norm(network: nn.Module) -> bool:
+    """Whether a network holds BatchNorm layers (which mix the samples of a batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())

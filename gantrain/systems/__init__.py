@@ -1,1 +1,2 @@
-"""GAN systems: the networks and the maths of one family; the Trainer drives any of them."""
+"""GAN systems: the System contract, the families (GAN, CycleGAN) and the maths only they use: losses, penalties,
+EMA, ADA, DiffAugment, latent codes. The Trainer drives any of them."""

@@ -38,7 +38,7 @@ class System(nn.Module):
     draws_samples: bool = False  # sample(n) draws new data from noise (gantrain-sample n=..., the evaluator)
     translates: bool = False  # translate(images, direction) maps one image domain to the other
     # The noise of a system that draws samples: its size and law, normal N(0, 1) or uniform U[-1, 1]
-    # (gantrain.latents draws, truncates and interpolates codes for gantrain-sample's walks and exports).
+    # (gantrain.systems.latents draws, truncates and interpolates codes for gantrain-sample's walks and exports).
     z_dim: int = 0
     z_dist: str = "normal"
 
@@ -111,7 +111,7 @@ class System(nn.Module):
                labels: Tensor | None = None, truncation: float | None = None) -> Tensor:
         """n new samples on the CPU (float, model range), drawn with `generator`; a conditional system takes
         `labels` (n,), by default the classes in turn; `truncation` t truncates normal noise to [-t, t]
-        (gantrain.latents.truncate). Only when `draws_samples`."""
+        (gantrain.systems.latents.truncate). Only when `draws_samples`."""
         raise UserError(f"{type(self).__name__} does not draw samples from noise")
 
     def decode(self, z: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gantrain.errors import UserError
-from gantrain.losses import GANLoss
 from gantrain.systems.base import Batch, Stats, System
+from gantrain.systems.losses import GANLoss
 
 
 class ImagePool(nn.Module):

@@ -9,14 +9,16 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from gantrain import latents
-from gantrain.ada import ADA, check_settings, parse_ops
-from gantrain.augment import diff_augment, parse_policy
-from gantrain.ema import EMA
 from gantrain.errors import UserError
-from gantrain.losses import GANLoss
-from gantrain.penalties import gradient_penalty, r1_penalty
+from gantrain.models.layers import has_batch_norm
+from gantrain.systems import latents
+from gantrain.systems.ada import ADA, check_settings, parse_ops
 from gantrain.systems.base import Batch, Stats, System
+from gantrain.systems.diffaugment import diff_augment, parse_policy
+from gantrain.systems.ema import EMA
+from gantrain.systems.losses import GANLoss
+from gantrain.systems.penalties import gradient_penalty, r1_penalty
+
 SPECTRAL_NORM_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
@@ -26,10 +28,6 @@ def add_spectral_norm(network: nn.Module) -> nn.Module:
         if isinstance(module, SPECTRAL_NORM_LAYERS):
             nn.utils.parametrizations.spectral_norm(module)
     return network
-
-
-def has_batch_norm(network: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
 
 
 class GAN(System):

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from support import REPO
-
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

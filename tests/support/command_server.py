@@ -5,12 +5,21 @@ Protocol (one JSON object a line on stdin, one reply a line on stdout): {"argv",
 starts a command and answers its pid; {"wait": pid, "timeout": s} answers its exit status, or null on timeout.
 When stdin closes, the children still running are killed and the server exits.
 """
-import gc, importlib, importlib.metadata, json, os, runpy, select, shutil, signal, sys, time
+import gc
+import importlib
+import importlib.metadata
+import json
+import os
+import runpy
+import select
+import shutil
+import signal
+import sys
+import time
 
 sys.path[0] = ""  # as under `python -c`: the working directory first, not this folder
 
-for name in ("gantrain.cli", "gantrain.build", "gantrain.sampling", "gantrain.translate", "gantrain.metrics.command",
-             "sklearn.datasets", "tensorboard.backend.event_processing.event_accumulator"):
+for name in ("gantrain.cli", "sklearn.datasets", "tensorboard.backend.event_processing.event_accumulator"):
     try:  # warm-up only: a command imports whatever it needs itself
         importlib.import_module(name)
     except ImportError:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hydra.errors import HydraException
+from hypothesis import HealthCheck, given, settings
 
-from gantrain.cli_checks import check_command_line
+from gantrain.cli.checks import check_command_line
 from gantrain.errors import UserError
 
 CONFIGS = Path(str(files("gantrain.configs")))

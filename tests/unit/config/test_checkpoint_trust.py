@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from gantrain.build import system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
+from gantrain.config.build import system_from_checkpoint
+from gantrain.config.trust import check_saved_config, shipped_targets
 from gantrain.errors import UserError
-from gantrain.trust import check_saved_config, shipped_targets
+from gantrain.training.checkpoint import load_checkpoint
 
 
 class Payload:

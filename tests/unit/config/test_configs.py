@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from gantrain.build import build_data, build_system, build_trainer
+from gantrain.config.build import build_data, build_system, build_trainer
 
 CONFIGS = Path(str(files("gantrain.configs")))
 
@@ -185,7 +185,7 @@ import torch, torchvision
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 import gantrain.cli
-from gantrain.build import build_trainer
+from gantrain.config.build import build_trainer
 
 torch.set_num_threads(1)  # the ceiling measures work, not how a shared machine schedules two threads
 torchvision.datasets.CIFAR10._check_integrity = lambda self: True  # the tiny pickles made by the test

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrain.data import folder, toy, torchvision_sets
+from gantrain.config.build import build_data
+from gantrain.data import folder, torchvision_sets, toy
 from gantrain.data.base import StreamData, TensorData
 from gantrain.data.batches import TOO_LARGE
 from gantrain.data.digits import digits
 from gantrain.errors import UserError
-from gantrain.build import build_data
 
 CPU = torch.device("cpu")
 
@@ -324,7 +324,7 @@ def test_a_decompression_bomb_is_skipped_and_counted_with_its_reason(train, tmp_
 
 def test_the_evaluators_real_images_leave_out_skipped_files(compose, tmp_path, monkeypatch):
     """Streamed data returns a blank row for a file it could not decode: it is no real image to score against."""
-    from gantrain.build import build_data
+    from gantrain.config.build import build_data
     from gantrain.metrics.evaluator import real_images
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)

@@ -8,14 +8,14 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from gantrain.metrics.command import run as run_eval
+from gantrain.metrics.scoring import run as run_eval
 
 FAST = ["num_samples=64", "real_samples=64", "kid_subsets=3", "kid_subset_size=16", "is_splits=2",
         "classifier_epochs=1", "device=cpu"]
 
 
 def eval_config(*overrides: str):
-    with initialize_config_module("gantrain.cli_configs", version_base="1.3"):
+    with initialize_config_module("gantrain.cli.configs", version_base="1.3"):
         return compose("eval", overrides=list(overrides))
 
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrain import export, latents
-from gantrain.build import system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
+from gantrain.config.build import system_from_checkpoint
 from gantrain.errors import UserError
-from gantrain.walks import Picture, class_grid, draw_picture, interpolation_grid
+from gantrain.generate import export
+from gantrain.generate.walks import Picture, class_grid, draw_picture, interpolation_grid
+from gantrain.systems import latents
+from gantrain.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from scipy import linalg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gantrain.build import build_trainer
+from gantrain.config.build import build_trainer
 from gantrain.errors import UserError
 from gantrain.metrics import extractors, maths
 from gantrain.metrics.evaluator import Evaluator

@@ -9,12 +9,13 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import gantrain.trainer
-from gantrain.build import build_trainer
+import gantrain.training.trainer
+from gantrain.config.build import build_trainer
 from gantrain.data.unpaired import unpaired
 from gantrain.errors import UserError
 from gantrain.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from gantrain.systems.cyclegan import ImagePool
+
 
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
@@ -135,7 +136,7 @@ def short_run(train_toy, tmp_path_factory):
 def test_resume_puts_every_tensor_on_the_training_device(train_toy, tensors_held, short_run, tmp_path, monkeypatch):
     """Checkpoints are read onto the CPU and loaded after the Trainer moved the system: the pools' images
     must follow it (on CUDA, CPU images would reach the discriminators). `meta` stands in for a GPU."""
-    monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(gantrain.training.trainer, "resolve_device", lambda name: torch.device("meta"))
     trainer = train_toy(tmp_path / "meta", "model.pool_size=4", fit=False)
     trainer.load(str(short_run))
     held = tensors_held(trainer.system)
@@ -158,7 +159,7 @@ def test_translate_command_keeps_file_names(cli, toy_root, short_run, tmp_path):
 
 
 def test_translate_skips_an_image_over_pils_size_limit(toy_root, short_run, tmp_path, monkeypatch, caplog):
-    from gantrain.translate import translate_folder
+    from gantrain.generate.translate import translate_folder
 
     source = tmp_path / "in"
     shutil.copytree(toy_root / "testA", source)

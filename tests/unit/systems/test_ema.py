@@ -2,17 +2,15 @@
 the study that chose them (scripts/ema_bn_study.py) smoke-run on tiny data."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
+from support import REPO
 from torch import nn
 
-from gantrain.build import system_from_checkpoint
-from gantrain.checkpoint import load_checkpoint
-from gantrain.ema import EMA, STANDING_BATCHES, standing_statistics
-from support import REPO
-
+from gantrain.config.build import system_from_checkpoint
+from gantrain.systems.ema import EMA, STANDING_BATCHES, standing_statistics
+from gantrain.training.checkpoint import load_checkpoint
 
 
 class Shift(nn.Module):

@@ -26,7 +26,8 @@ def external_run(tmp_path_factory, command) -> Path:
     """4 debug steps of model=mean_match on the bundled digits, then resumed to 6."""
     cwd = tmp_path_factory.mktemp("external")
     run = cwd / "run"
-    first = command(cwd, "gantrain", SEARCHPATH, "model=mean_match", "trainer=debug", f"hydra.run.dir={run}")
+    first = command(cwd, "gantrain", SEARCHPATH, "model=mean_match", "loss=bce_0_2", "trainer=debug",
+                    f"hydra.run.dir={run}")
     assert first.returncode == 0, first.stderr
     assert "match" in first.stderr + first.stdout  # the progress line is the family's own
     resumed = command(cwd, "gantrain", SEARCHPATH, "model=mean_match", "trainer=debug", f"trainer.resume={run}",
@@ -38,6 +39,8 @@ def external_run(tmp_path_factory, command) -> Path:
 def test_an_external_family_trains_and_resumes(external_run):
     state = torch.load(external_run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["config"]["model"]["_target_"] == "mean_match.MeanMatchGAN"
+    # the user's YAML names the loss by its 0.2 module path; the resumed run's config names where it lives now
+    assert state["config"]["loss"]["_target_"] == "gantrain.systems.losses.BCE"
     assert state["choices"]["model"] == "mean_match" and (external_run / "final.png").is_file()
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from gantrain.augment import cutout, diff_augment, parse_policy, translation
-from gantrain.build import build_system
-from gantrain.ema import EMA
+from gantrain.config.build import build_system
 from gantrain.errors import UserError
-from gantrain.penalties import gradient_penalty, r1_penalty
+from gantrain.systems.diffaugment import cutout, diff_augment, parse_policy, translation
+from gantrain.systems.ema import EMA
+from gantrain.systems.penalties import gradient_penalty, r1_penalty
 
 
 # ------------------------------------------------------------------ gradient penalty and R1
@@ -119,9 +119,9 @@ def test_ema_is_used_for_samples_and_checkpointed(train, tensors_held, tmp_path,
         system.ema.network.main[-2].weight.zero_()  # the EMA generator now draws a constant image
     assert system.preview(z).std() < 1e-6
     # a resume onto another device ("meta" stands in for a GPU) leaves nothing of G, D or the EMA copy behind
-    import gantrain.trainer
+    import gantrain.training.trainer
 
-    monkeypatch.setattr(gantrain.trainer, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(gantrain.training.trainer, "resolve_device", lambda name: torch.device("meta"))
     on_meta = train("model.ema=0.5", run_dir=tmp_path / "meta", fit=False)
     with pytest.warns(UserWarning, match="non-meta parameter"):  # loading into meta tensors copies nothing
         on_meta.load(str(tmp_path))

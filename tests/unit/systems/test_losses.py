@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gantrain import losses
+from gantrain.systems import losses
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-3.0, 0.0, 1.5])

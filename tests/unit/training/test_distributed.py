@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrain.checkpoint import load_checkpoint
 from gantrain.data.toy import gaussian2d
+from gantrain.training.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 

@@ -1,24 +1,22 @@
-"""The GPU paths of issue 16, checked on the CPU where the behaviour can be reproduced there: the `meta` device,
-a faked torch.cuda, CPU autocast in fp16, or by asserting which generator a call seeds. Tests that need a real
-GPU are skipped without one (scripts/gpu_check.py runs those paths on a GPU machine). The torchrun (gloo)
-tests of the same issue are in tests/test_gpu_ddp.py."""
+"""The GPU paths (AMP penalties, asynchronous copies, host-resident data, CUDA random state, process-group
+backends), checked on the CPU where the behaviour can be reproduced there: the `meta` device, a faked torch.cuda,
+CPU autocast in fp16, or by asserting which generator a call seeds. Tests that need a real GPU are skipped without
+one (scripts/gpu_check.py runs those paths on a GPU machine); the torchrun (gloo) ones are in test_gpu_ddp.py."""
 
 import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from hydra import compose, initialize_config_module
+from support import REPO
 from torch import nn
 
 import gantrain.cli  # noqa: F401  (registers the resolvers and the trainer schema)
-from gantrain import distributed
-from gantrain.build import build_trainer
-from gantrain.checkpoint import rng_state, set_rng_state
+from gantrain.config.build import build_trainer
 from gantrain.data import batches as batches_module
 from gantrain.data.base import StreamData
 from gantrain.data.batches import LoaderBatches, MemoryBatches, fits_on_device
@@ -26,8 +24,9 @@ from gantrain.data.torchvision_sets import TensorImages
 from gantrain.data.unpaired import UnpairedData
 from gantrain.errors import UserError
 from gantrain.metrics import extractors
-from gantrain.penalties import gradient_penalty, r1_penalty
-from support import REPO
+from gantrain.systems.penalties import gradient_penalty, r1_penalty
+from gantrain.training import distributed
+from gantrain.training.checkpoint import rng_state, set_rng_state
 
 TINY = ["trainer=debug", "model.generator.width=8", "model.discriminator.width=8", "model.ema=null", "model.ada=null", "loss.r1=0"]  # the plain tiny GAN (conftest.TINY)
 CUDA = torch.device("cuda", 0)  # a device name only: these tests never reach a GPU
@@ -158,7 +157,7 @@ def test_fp16_with_r1_on_a_batchnorm_critic_is_refused_in_one_line(tmp_path):
     build_trainer(config("trainer.amp=fp16", "loss.r1=10", "model.discriminator.norm=layer"), tmp_path / "fine")
 
 
-# ------------------------------------------------------------------ 4. (torchrun: tests/test_gpu_ddp.py)
+# ------------------------------------------------------------------ 4. (torchrun: tests/unit/training/test_gpu_ddp.py)
 def test_earliest_is_the_value_itself_in_one_process():
     assert distributed.earliest(None) is None and distributed.earliest(7) == 7
 
@@ -314,7 +313,7 @@ def test_a_checkpoint_of_0_2_restores_the_state_at_the_training_devices_index(fa
 @pytest.mark.parametrize("saved, resumed", [("cpu", "cuda"), ("cuda", "cpu")])
 def test_a_resume_onto_another_kind_of_device_says_it_is_not_exact(saved, resumed, fake_cuda_rng, caplog):
     state = rng_state(torch.device(saved, 0) if saved == "cuda" else torch.device("cpu"))
-    with caplog.at_level(logging.WARNING, logger="gantrain.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="gantrain.training.checkpoint"):
         set_rng_state(state, torch.device(resumed, 0) if resumed == "cuda" else torch.device("cpu"))
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "will not repeat the uninterrupted one exactly" in said[0] and "\n" not in said[0]

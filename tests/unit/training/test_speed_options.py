@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from gantrain.build import build_system, seed_everything
+from gantrain.config.build import build_system, seed_everything
+from gantrain.config.schema import trainer_settings
 from gantrain.errors import UserError
-from gantrain.trainer import memory_format
-from gantrain.trainer_config import trainer_settings
+from gantrain.training.speed import memory_format
 
 # With the tiny settings. SGD: its update is linear in the gradient, so differences measure the numerics, not
 # Adam's sign flips of near-zero gradients (which turn 1e-7 rounding into lr-sized steps)
@@ -73,7 +73,7 @@ def test_channels_last_is_on_by_default_for_convolutions_only():
     assert memory_format("auto", cpu, mlp) is torch.contiguous_format
     assert memory_format(False, cpu, conv) is torch.contiguous_format
     assert memory_format("true", cpu, mlp) is torch.channels_last
-    with pytest.raises(UserError, match="trainer.channels_last=fast: use auto, true or false"):
+    with pytest.raises(UserError, match="trainer.channels_last=fast: expected auto, true or false"):
         trainer_settings({"channels_last": "fast"})
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gantrain.checkpoint import load_checkpoint
+from gantrain.training.checkpoint import load_checkpoint
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
