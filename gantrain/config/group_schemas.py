@@ -12,6 +12,7 @@ from gantrain.config.schema import schema_for
 from gantrain.fields import (all_of, at_least, auto_or_bool, auto_or_positive, between, existing, one_of, positive,
                              rule)
 from gantrain.models.layers import NORMS
+from gantrain.models.stylegan2 import ARCHITECTURES as STYLEGAN2_ARCHITECTURES
 from gantrain.systems.ada import OPS
 from gantrain.systems.diffaugment import POLICIES
 from gantrain.systems.latents import DISTRIBUTIONS
@@ -105,6 +106,54 @@ class CycleGANModel:
     pool_size: int = at_least(50, 0)
     generator: Any = None
     discriminator: Any = None
+
+
+@schema_for("gantrain.systems.stylegan2.StyleGAN2")
+@dataclass
+class StyleGAN2Model:
+    z_dim: int = positive(512)
+    conditional: bool = False
+    style_mixing: float = between(0.9, 0, 1, high_included=True)
+    pl_weight: float = at_least(2.0, 0)
+    pl_every: int = positive(4)
+    pl_decay: float = rule(0.01, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    pl_batch_shrink: int = positive(2)
+    ema_kimg: Optional[float] = positive(10.0)
+    ema_rampup: Optional[float] = positive(None)
+    ada: Optional[float] = rule(0.6, lambda v: 0 < v < 1, "a number in (0, 1)")
+    ada_kimg: float = positive(500)
+    ada_interval: int = positive(4)
+    ada_ops: str = rule("blit,geom,color", lambda v: set(v.split(",")) <= set(OPS), "a comma list of " + ",".join(OPS))
+    generator: Any = None
+    discriminator: Any = None
+
+
+@schema_for("gantrain.models.stylegan2.Generator")
+@dataclass
+class StyleGAN2Generator:
+    w_dim: int = positive(512)
+    mapping_layers: int = positive(8)
+    channel_base: int = positive(32768)
+    channel_max: int = positive(512)
+    num_fp16_res: int = at_least(4, 0)
+    conv_clamp: Optional[float] = positive(256)
+    architecture: str = one_of("skip", STYLEGAN2_ARCHITECTURES)
+    mapping_lr_multiplier: float = positive(0.01)
+    w_avg_beta: float = between(0.995, 0, 1)
+
+
+@schema_for("gantrain.models.stylegan2.Discriminator")
+@dataclass
+class StyleGAN2Discriminator:
+    channel_base: int = positive(32768)
+    channel_max: int = positive(512)
+    architecture: str = one_of("resnet", STYLEGAN2_ARCHITECTURES)
+    mbstd_group_size: Optional[int] = positive(4)
+    mbstd_num_channels: int = at_least(1, 0)
+    num_fp16_res: int = at_least(4, 0)
+    conv_clamp: Optional[float] = positive(256)
+    cmap_dim: Optional[int] = positive(None)
+    mapping_layers: int = positive(8)
 
 
 @schema_for("gantrain.models.dcgan.Generator", "gantrain.models.dcgan.Discriminator")

@@ -10,9 +10,12 @@ A batch is a dict of such tensors keyed by `batch_keys` (plus "label" when the d
 The order of calls in one training step, which a system may rely on:
     system.step = step                 (before the step's first d_loss)
     n_critic x (d_loss(batch); D's optimizer step; after_d_step())
+    [reg_loss("D", batch); D's optimizer step]    (when lazy_intervals()["D"] divides the step)
     g_loss(batch)                      (the same batch as the last d_loss, D's weights frozen)
-    G's optimizer step; after_g_step(step + 1)
-so g_loss may reuse work of the d_loss just before it (GAN reuses G(z) with its graph).
+    G's optimizer step
+    [reg_loss("G", batch); G's optimizer step]    (when lazy_intervals()["G"] divides the step)
+    after_g_step(step + 1)
+so g_loss may reuse work of the d_loss just before it (GAN reuses G(z) with its graph) unless D has lazy steps.
 """
 
 from collections.abc import Iterator
@@ -41,6 +44,10 @@ class System(nn.Module):
     # (gantrain.systems.latents draws, truncates and interpolates codes for gantrain-sample's walks and exports).
     z_dim: int = 0
     z_dist: str = "normal"
+    # z goes through a mapping network to w, which keeps a running average of w (StyleGAN2): sample(), decode() and
+    # export_module() also take psi (truncation toward that average in W; 1: none) and psi_cutoff (the first ws it
+    # pulls; None: all). Callers pass them only to such systems (gantrain.generate.sampling.psi_options).
+    maps_latents: bool = False
 
     def __init__(self, num_classes: int = 0):
         super().__init__()
@@ -90,6 +97,18 @@ class System(nn.Module):
 
     def after_g_step(self, step: int) -> None:
         """After each G optimizer step, with the new step count (EMA update)."""
+
+    # ---------------------------------------------------------------- lazy regularisation (none by default)
+    def lazy_intervals(self) -> dict[str, int]:
+        """{"D": 16, "G": 4}: regularise D (G) in an optimizer step of its own after its main step, on steps that the
+        interval divides (Karras et al. 2020's lazy regularisation). The Trainer also scales that optimizer's lr and
+        betas by interval / (interval + 1), so that the main and regularisation steps together move as one."""
+        return {}
+
+    def reg_loss(self, network: str, batch: Batch) -> tuple[Tensor, Stats] | None:
+        """The regularisation loss of "D" or "G" for its lazy step (already weighted by its interval), on the step's
+        last batch; None: nothing to regularise this time (a weight of 0), no optimizer step."""
+        raise UserError(f"{type(self).__name__} declares lazy_intervals() without a reg_loss()")
 
     # ---------------------------------------------------------------- grids and the progress line
     def fixed_inputs(self, n: int, seed: int, data) -> dict[str, Tensor]:

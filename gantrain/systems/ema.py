@@ -44,6 +44,16 @@ def standing_statistics(network: nn.Module, forward: Forward, batches: int = STA
         network.train(was_training)
 
 
+def half_life_decay(batch: int, seen: int, half_life_kimg: float, rampup: float | None = None) -> float:
+    """The decay of a step of `batch` images after `seen` images, for weights whose half-life is half_life_kimg
+    thousand images, or rampup * seen early in a run (StyleGAN2-ADA's ema_kimg and ema_rampup): 0 at the first
+    step, so the average starts as a copy."""
+    half_life = half_life_kimg * 1000
+    if rampup is not None:
+        half_life = min(half_life, seen * rampup)
+    return 0.5 ** (batch / max(half_life, 1e-8))
+
+
 class EMA(nn.Module):
     """A frozen copy of a network whose weights follow it: w <- decay * w + (1 - decay) * w_network.
 
@@ -54,24 +64,24 @@ class EMA(nn.Module):
     standing statistics of the averaged weights, once per update (and once after loading a checkpoint).
     """
 
-    def __init__(self, network: nn.Module, decay: float = 0.999, start: int = 0):
+    def __init__(self, network: nn.Module, decay: float | None = 0.999, start: int = 0):
         super().__init__()
-        if not 0.0 < decay < 1.0:
-
+        if decay is not None and not 0.0 < decay < 1.0:
             raise UserError(f"model.ema={decay}: the decay must be between 0 and 1 (e.g. 0.999), or null")
-        self.decay, self.start = float(decay), int(start)
+        self.decay, self.start = None if decay is None else float(decay), int(start)  # None: given to each update
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
         self.fresh = False  # the statistics are the averaged weights' own (not saved: a loaded EMA recomputes them)
         self.register_load_state_dict_post_hook(EMA._loaded)
 
     @torch.no_grad()
-    def update(self, network: nn.Module, step: int) -> None:
-        """After a G step: average the weights in (or copy them, before `start`)."""
+    def update(self, network: nn.Module, step: int, decay: float | None = None) -> None:
+        """After a G step: average the weights in (or copy them, before `start`), with this step's `decay` when the
+        EMA has none of its own (StyleGAN2's, from a half-life: half_life_decay)."""
         mine, theirs = list(self.network.parameters()), list(network.parameters())
         if step <= self.start:
             torch._foreach_copy_(mine, theirs)
         else:
-            torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)
+            torch._foreach_lerp_(mine, theirs, 1.0 - (self.decay if decay is None else decay))
         for b_mine, b_theirs in zip(self.network.buffers(), network.buffers()):
             b_mine.copy_(b_theirs)
         # A copy's statistics are the network's own, right for its weights; averaged weights need standing ones

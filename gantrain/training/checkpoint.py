@@ -185,8 +185,11 @@ def trainer_state(trainer) -> dict:
 
 
 def restore_trainer(trainer, path) -> dict:
-    """trainer_state() read back into the Trainer; returns the checkpoint read (its "step" is where to continue)."""
+    """trainer_state() read back into the Trainer (its step, saved_step and saved_path too); returns the checkpoint."""
     state = load_checkpoint(path)
+    if "optimizers" not in state:  # gantrain-import's runs: weights only
+        raise UserError(f"checkpoint {state['path']} holds imported weights without a training state, so it cannot be "
+                        f"resumed: start a run from it with trainer.init_from={path}")
     saved_shape = tuple(state.get("data_shape", trainer.data.shape))
     if saved_shape != tuple(trainer.data.shape):
         raise UserError(f"checkpoint {state['path']} was trained on samples of shape {'x'.join(map(str, saved_shape))}, "
@@ -203,6 +206,8 @@ def restore_trainer(trainer, path) -> dict:
     trainer.objective.load_state_dict(state)
     trainer.clock.load_state_dict(state)
     set_rng_state(state["rng"], trainer.device)
+    trainer.step = trainer.saved_step = int(state["step"])
+    trainer.saved_path = Path(state["path"])
     log.info("resumed from %s at step %d", state["path"], state["step"])
     return state
 

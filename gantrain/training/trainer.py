@@ -9,6 +9,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,9 +27,9 @@ from gantrain.training.loggers import Meter, NullLogger, log_evaluation, progres
 from gantrain.training.objective import Objective
 from gantrain.training.safety import DivergenceWatch, Stop, stop_on_signals
 from gantrain.training.settings import TrainerConfig
-from gantrain.training.speed import make_optimizer, prepare_networks, to_memory_format, use_fused
+from gantrain.training.speed import prepare_networks, to_memory_format
 from gantrain.training.summary import run_summary, write_summary
-from gantrain.training.update import OptimizerStep, linear_decay
+from gantrain.training.update import linear_decay, optimizer_steps
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,8 @@ class Trainer:
         if self.world > 1:  # DDP: same start everywhere (rank 0's weights), a different noise stream per rank
             self.replicas = distributed.Replicas(system, system.trained_networks(), self.device, settings.sync_bn)
             torch.manual_seed(seed + 1_000_003 * self.rank)
-        self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
-        fused = use_fused(settings.fused, self.device)
-        self.g_step = OptimizerStep("G", make_optimizer(make_opt_g, self.g_params, fused), self.g_params, settings, self.device)
-        self.d_step = OptimizerStep("D", make_optimizer(make_opt_d, self.d_params, fused), self.d_params, settings, self.device)
+        self.g_step, self.d_step = optimizer_steps(system, settings, make_opt_g, make_opt_d, self.device)
+        self.g_params, self.d_params = self.g_step.params, self.d_step.params
         self.opt_g, self.scaler_g, self.opt_d, self.scaler_d = (self.g_step.optimizer, self.g_step.scaler,
                                                                 self.d_step.optimizer, self.d_step.scaler)
         shard = {"rank": self.rank, "world": self.world} if self.world > 1 else {}
@@ -121,14 +120,19 @@ class Trainer:
         linear_decay([self.opt_g, self.opt_d], self.step, self.settings)
         self.system.step = self.step  # lazy penalties and EMA start follow the step count
         measure = (self.step + 1) % self.settings.log_every == 0
+        lazy = {name for name, every in self.system.lazy_intervals().items() if self.step % every == 0}
         for i in range(self.settings.n_critic):
             batch = to_memory_format(next(self.batches), self.memory_format)
             # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
             with self.no_sync(self.g_params) if i < self.settings.n_critic - 1 else contextlib.nullcontext():
                 self.meter.add(self.d_step(self.system, self.system.d_loss, batch, self.watch, measure))
             self.system.after_d_step()
+        if "D" in lazy:  # lazy regularisation, an optimizer step of its own (System.lazy_intervals)
+            self.meter.add(self.d_step(self.system, partial(self.system.reg_loss, "D"), batch, self.watch, False))
         with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce
             self.meter.add(self.g_step(self.system, self.system.g_loss, batch, self.watch, measure, self.d_params))
+            if "G" in lazy:
+                self.meter.add(self.g_step(self.system, partial(self.system.reg_loss, "G"), batch, self.watch, False, self.d_params))
         self.step += 1
         self.watch.advance()
         self.system.after_g_step(self.step)
@@ -239,9 +243,7 @@ class Trainer:
 
     def load(self, path: str) -> int:
         """Restore everything a step depends on; returns the step to continue from."""
-        state = checkpoint.restore_trainer(self, path)
-        self.step = self.saved_step = int(state["step"])
-        self.saved_path = Path(state["path"])
+        checkpoint.restore_trainer(self, path)  # sets step, saved_step and saved_path too
         if self.world > 1:  # the saved streams are rank 0's: give each rank its own again
             torch.manual_seed(self.seed + 1_000_003 * self.rank + self.step)
         return self.step

@@ -1,5 +1,7 @@
 """One network's optimizer step (its loss under autocast, the scaled backward, the gradient norm, clipping, the NaN
-policy and the GradScaler) and the learning-rate schedule."""
+policy and the GradScaler), the optimizers' set-up (lazy regularisation's correction) and the learning-rate schedule."""
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from torch import nn
 from gantrain.training import distributed
 from gantrain.training.safety import DivergenceWatch
 from gantrain.training.settings import TrainerConfig
-from gantrain.training.speed import frozen
+from gantrain.training.speed import frozen, make_optimizer, use_fused
 
 
 class OptimizerStep:
@@ -31,7 +33,10 @@ class OptimizerStep:
             system.loss_scale = self.scaler.scale(torch.ones((), device=self.device))
         with frozen(list(frozen_params)), torch.autocast(self.device.type, self.amp_dtype or torch.float32,
                                                          enabled=self.amp_dtype is not None):
-            loss, stats = loss_fn(batch)
+            result = loss_fn(batch)
+        if result is None:  # a lazy regularisation with nothing to do this time (System.reg_loss)
+            return {}
+        loss, stats = result
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         skip_bad = self.settings.nan_policy == "skip"
@@ -60,6 +65,31 @@ class OptimizerStep:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return stats
+
+
+def optimizer_steps(system, settings: TrainerConfig, make_opt_g: Callable, make_opt_d: Callable,
+                    device: torch.device) -> tuple[OptimizerStep, OptimizerStep]:
+    """G's and D's updates, each with its optimizer over the system's parameters, corrected for the system's lazy
+    regularisation steps."""
+    fused, steps, lazy = use_fused(settings.fused, device), [], system.lazy_intervals()
+    for name, factory, params in (("G", make_opt_g, system.g_parameters()), ("D", make_opt_d, system.d_parameters())):
+        params = list(params)
+        optimizer = make_optimizer(factory, params, fused)
+        if name in lazy:
+            lazy_correction(optimizer, lazy[name])
+        steps.append(OptimizerStep(name, optimizer, params, settings, device))
+    return steps[0], steps[1]
+
+
+def lazy_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
+    """An optimizer that also takes a regularisation step every `interval` steps: lr and betas to the power
+    r = interval / (interval + 1) (lr times r), so that its main and lazy steps together move as one step per
+    iteration would (StyleGAN2-ADA's training_loop.py: mb_ratio). A checkpoint keeps the corrected values."""
+    ratio = interval / (interval + 1)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * ratio
+        if "betas" in group:
+            group["betas"] = tuple(beta ** ratio for beta in group["betas"])
 
 
 def linear_decay(optimizers: list[torch.optim.Optimizer], step: int, settings: TrainerConfig) -> None:
