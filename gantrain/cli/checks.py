@@ -14,9 +14,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from gantrain.config.build import check_config
@@ -165,6 +166,23 @@ def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
         if isinstance(node, DictConfig):
             keys += leaf_keys(node, path + ".")
     return keys
+
+
+def compose_training_config(argv: list[str]) -> DictConfig:
+    """The training config `gantrain <argv>` composes (no hydra node), a wrong override reported in one line; its
+    values are the caller's to check. Callable from inside another command's Hydra (gantrain-import), which is set
+    aside meanwhile and put back after."""
+    saved = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        overrides = OverridesParser.create().parse_overrides(argv)
+        with initialize_config_module("gantrain.configs", version_base="1.3"):
+            cfg = compose_or_explain("config", argv, overrides, GlobalHydra.instance().config_loader())
+    finally:
+        restore_gh_from_backup(saved)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def check_values(cfg: DictConfig) -> None:

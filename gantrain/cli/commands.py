@@ -11,13 +11,14 @@ import hydra
 from omegaconf import DictConfig
 
 from gantrain.cli import torchrun
-from gantrain.cli.checks import check_command_line
+from gantrain.cli.checks import check_command_line, compose_training_config
 from gantrain.cli.exits import fail, reports_user_errors
 from gantrain.cli.runs import train_job
-from gantrain.cli.schemas import EvalCommand, ExportCommand, SampleCommand
+from gantrain.cli.schemas import EvalCommand, ExportCommand, ImportCommand, SampleCommand
 from gantrain.config.group_schemas import RunConfig
 from gantrain.config.schema import validate
 from gantrain.errors import UserError
+from gantrain.generate import official
 from gantrain.generate.export import export_run
 from gantrain.generate.sampling import sample_to_files
 from gantrain.generate.translate import translate_folder
@@ -71,11 +72,11 @@ def sample(cfg: DictConfig) -> None:
     n = DEFAULT_N[cfg.mode] if cfg.n is None else cfg.n
     if cfg.mode == "samples":
         for path in sample_to_files(cfg.run, n, cfg.out, cfg.batch_size, cfg.device, cfg.seed, cfg.label,
-                                    cfg.trust_checkpoint, cfg.truncation, cfg.tensorboard):
+                                    cfg.trust_checkpoint, cfg.truncation, cfg.tensorboard, cfg.psi, cfg.psi_cutoff):
             print(path)
         return
     picture = Picture(cfg.mode, n, cfg.seed, cfg.label, cfg.truncation, cfg.steps, cfg.points, cfg.frames, cfg.fps,
-                      cfg.batch_size)
+                      cfg.batch_size, cfg.psi, cfg.psi_cutoff)
     print(draw_picture(cfg.run, picture, cfg.out, cfg.tensorboard, cfg.device, cfg.trust_checkpoint))
 
 
@@ -91,7 +92,29 @@ def export(cfg: DictConfig) -> None:
     ONNX or TorchScript file with a model card."""
     if cfg.run is None:
         raise UserError("say which run to export: gantrain-export run=outputs/DATE/TIME format=onnx out=generator.onnx")
-    for path in export_run(cfg.run, cfg.format, cfg.out, cfg.direction, cfg.truncation, cfg.seed, cfg.trust_checkpoint):
+    for path in export_run(cfg.run, cfg.format, cfg.out, cfg.direction, cfg.truncation, cfg.seed, cfg.trust_checkpoint,
+                           cfg.psi, cfg.psi_cutoff):
+        print(path)
+
+
+@hydra_command("import", ImportCommand)
+def import_official(cfg: DictConfig) -> None:
+    """`gantrain-import G_ema=G_ema.pt [G=G.pt D=D.pt] out=runs/NAME`: official StyleGAN2-ADA state dicts as a gantrain
+    run folder that gantrain-sample, -eval and -export read."""
+    if cfg.G_ema is None or cfg.out is None:
+        raise UserError("say what to import and where: gantrain-import G_ema=G_ema.pt out=runs/NAME (G=G.pt D=D.pt "
+                        "too, to fine-tune it)")
+    paths = {role: cfg[role] for role in ("G_ema", "G", "D") if cfg[role] is not None}
+    networks = {role: official.read_state_dict(path, role) for role, path in paths.items()}
+    imported = official.convert(networks["G_ema"], networks.get("G"), networks.get("D"), cfg.mbstd_group_size,
+                                cfg.num_fp16_res, cfg.conv_clamp)
+    imported.sources = {role: official.source(path) for role, path in paths.items()}
+    argv = official.config_overrides(imported, cfg.mbstd_group_size, cfg.data, cfg.experiment) + [f"seed={cfg.seed}"]
+    run_cfg = compose_training_config(argv)
+    for node in ("model", "loss") + (("data",) if cfg.data is not None else ()):
+        validate(run_cfg[node], None, node)  # without data=, data.root stays to be given (gantrain-eval data.root=)
+    choices = {"model": "stylegan2", "loss": "bce", "data": "folder" if cfg.data is None else cfg.data}
+    for path in official.write_run(run_cfg, imported, cfg.out, choices | {"experiment": cfg.experiment}):
         print(path)
 
 

@@ -2,11 +2,12 @@
 checked by gantrain.config.schema before the command does anything."""
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional
 
 from gantrain.config.group_schemas import Metrics, device
-from gantrain.fields import at_least, existing, one_of, positive, rule
+from gantrain.fields import at_least, between, existing, one_of, positive, rule
 from gantrain.generate.export import SUFFIX
 from gantrain.generate.walks import MODES
 from gantrain.metrics.scoring import dataset_names
@@ -38,6 +39,8 @@ class SampleCommand:
     seed: int = at_least(0, 0)
     label: Optional[int] = at_least(None, 0)
     truncation: Optional[float] = positive(None)
+    psi: Optional[float] = between(None, -1, 1, high_included=True)
+    psi_cutoff: Optional[int] = positive(None)
     steps: int = at_least(10, 2)
     points: int = at_least(4, 2)
     frames: int = positive(12)
@@ -69,11 +72,32 @@ class EvalCommand(Metrics):
 
 
 @dataclass
+class ImportCommand:
+    G_ema: Optional[str] = existing(None, "file")
+    G: Optional[str] = existing(None, "file")
+    D: Optional[str] = existing(None, "file")
+    out: Optional[str] = None
+    data: Optional[str] = data_source(None)
+    experiment: Optional[str] = rule(None, lambda v: v in presets(), "the name of an experiment preset")
+    mbstd_group_size: Optional[int] = positive(4)
+    num_fp16_res: int = at_least(4, 0)
+    conv_clamp: Optional[float] = positive(256)
+    seed: int = at_least(0, 0)
+
+
+def presets() -> list[str]:
+    return sorted(p.name[:-5] for p in files("gantrain.configs").joinpath("experiment").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+@dataclass
 class ExportCommand:
     run: Optional[str] = run_path()
     format: str = one_of("onnx", SUFFIX)
     out: Optional[str] = None
     direction: str = one_of("AtoB", DIRECTIONS)
     truncation: Optional[float] = positive(None)
+    psi: Optional[float] = between(None, -1, 1, high_included=True)
+    psi_cutoff: Optional[int] = positive(None)
     seed: int = at_least(0, 0)
     trust_checkpoint: bool = False

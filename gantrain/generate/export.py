@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from gantrain.config.build import system_from_checkpoint
 from gantrain.errors import UserError, first_line
 from gantrain.generate.model_card import model_card, write_card
-from gantrain.generate.sampling import default_output
+from gantrain.generate.sampling import default_output, psi_options
 from gantrain.systems import latents
 from gantrain.systems.base import System
 from gantrain.training.checkpoint import load_checkpoint
@@ -28,7 +28,7 @@ EXAMPLE_BATCH, CHECK_BATCH = 2, 5  # exported with one batch size, checked with 
 
 
 def export_run(run: str, format: str, out: str | None, direction: str = "AtoB", truncation: float | None = None,
-               seed: int = 0, trust: bool = False) -> list[Path]:
+               seed: int = 0, trust: bool = False, psi: float | None = None, psi_cutoff: int | None = None) -> list[Path]:
     """Export a run's sampling network (the EMA generator when there is one; a CycleGAN's G_AB or G_BA), check
     it, keep it, and write its card. Returns [the model file, card.json, card.md]."""
     if format not in SUFFIX:
@@ -38,16 +38,17 @@ def export_run(run: str, format: str, out: str | None, direction: str = "AtoB", 
     state = load_checkpoint(run)
     system = system_from_checkpoint(state, trust).eval()  # exported from the CPU
     check_request(system, direction, truncation)
+    psi_given = psi_options(system, psi, psi_cutoff)
     default = f"generator_{direction}" if system.translates else "generator"
     path = output_path(Path(out).expanduser() if out else default_output(run, default + SUFFIX[format]), format)
-    module = system.export_module(direction)
+    module = system.export_module(direction, **psi_given)
     generator = torch.Generator().manual_seed(seed)
     example = model_inputs(system, state["data_shape"], EXAMPLE_BATCH, generator, truncation)
     check = model_inputs(system, state["data_shape"], CHECK_BATCH, generator, truncation)
     difference = write_checked(module, example, check, path, format)
     log.info("%s -> %s: max abs difference %.3g from PyTorch on a batch of %d", state["path"], path, difference,
              CHECK_BATCH)
-    card = model_card(state, system, path, format, check, difference, CHECK_BATCH, direction, truncation)
+    card = model_card(state, system, path, format, check, difference, CHECK_BATCH, direction, truncation, psi_given)
     return [path, *write_card(card, path)]
 
 

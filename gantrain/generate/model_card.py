@@ -20,7 +20,8 @@ SUMMARY_KEYS = ("status", "steps", "best_metric", "best", "final_metrics")
 
 
 def model_card(state: dict, system: System, path: Path, format: str, check: dict[str, Tensor], difference: float,
-               batch: int, direction: str, truncation: float | None) -> dict:
+               batch: int, direction: str, truncation: float | None, psi: dict | None = None) -> dict:
+    """The card's fields; `psi`: the W truncation baked into the file ({"psi": ..., "psi_cutoff": ...})."""
     shape = list(state["data_shape"])
     runtime = f"onnxruntime {version_of('onnxruntime')}" if format == "onnx" else f"torch.jit {torch.__version__}"
     card = {
@@ -31,7 +32,7 @@ def model_card(state: dict, system: System, path: Path, format: str, check: dict
         "outputs": [{"name": "images", "shape": ["batch", *shape], "dtype": "float32", "range": [-1, 1]}],
         "data_shape": shape, "value_range": [-1, 1],
         "latent": None if system.translates else {"size": system.z_dim, "distribution": system.z_dist,
-                                                  "truncation": truncation},
+                                                  "truncation": truncation} | w_truncation(system, psi),
         "classes": system.num_classes,
         "direction": direction if system.translates else None,
         "check": {"max_abs_difference": difference, "tolerance": 1e-4, "batch": batch, "runtime": runtime},
@@ -42,6 +43,13 @@ def model_card(state: dict, system: System, path: Path, format: str, check: dict
     }
     card["loading_example"] = loading_example(card)
     return card
+
+
+def w_truncation(system: System, psi: dict | None) -> dict:
+    """A mapping network's truncation toward the average w, baked into the file (psi 1: none)."""
+    if not system.maps_latents:
+        return {}
+    return {"psi": (psi or {}).get("psi", 1.0), "psi_cutoff": (psi or {}).get("psi_cutoff")}
 
 
 def version_of(package: str) -> str:
@@ -139,7 +147,10 @@ def markdown(card: dict) -> str:
         ("output", f"`images` float32 ({', '.join(map(str, output['shape']))}) in [-1, 1]"),
         ("latent", "none (it translates images)" if latent is None else
          f"{latent['size']} values, {latent['distribution']}"
-         + (f", truncated to [-{latent['truncation']}, {latent['truncation']}]" if latent["truncation"] is not None else "")),
+         + (f", truncated to [-{latent['truncation']}, {latent['truncation']}]" if latent["truncation"] is not None else "")
+         + (f"; w pulled toward the average w by psi {latent['psi']}"
+            + (f" for its first {latent['psi_cutoff']} ws" if latent["psi_cutoff"] else "")
+            if latent.get("psi", 1.0) != 1.0 else "")),
         ("classes", str(card["classes"]) if card["classes"] else "unconditional"),
         ("check", f"max abs difference {card['check']['max_abs_difference']:.3g} from PyTorch on a batch of "
                   f"{card['check']['batch']} ({card['check']['runtime']}; allowed {card['check']['tolerance']:g})"),

@@ -71,7 +71,8 @@ def output_paths(run: str, out: str | None) -> tuple[Path, Path]:
 
 def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: str, seed: int,
                     label: int | None = None, trust: bool = False, truncation: float | None = None,
-                    tensorboard: bool | str | None = None) -> list[Path]:
+                    tensorboard: bool | str | None = None, psi: float | None = None,
+                    psi_cutoff: int | None = None) -> list[Path]:
     if n <= 0 or batch_size <= 0:
         raise UserError(f"n={n}, batch_size={batch_size}: both must be positive")
     npz_path, png_path = output_paths(run, out)
@@ -81,7 +82,7 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
     labels = class_labels(system, n, label)
     # only what is asked for is passed: a family of one's own may predate the truncation argument
     options = {"labels": labels, "truncation": truncation}
-    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed),
+    samples = system.sample(n, batch_size, torch.Generator().manual_seed(seed), **psi_options(system, psi, psi_cutoff),
                             **{key: value for key, value in options.items() if value is not None})
     if samples.ndim == 4:
         arrays = {"images": to_uint8(samples).numpy()} | ({"labels": labels.numpy()} if labels is not None else {})
@@ -95,6 +96,19 @@ def sample_to_files(run: str, n: int, out: str | None, batch_size: int, device: 
         log_to_tensorboard(log_dir, "gantrain-sample/samples", state["step"], [Image.open(png_path).convert("RGB")])
     log.info("%d samples from %s (step %d) -> %s, %s", n, state["path"], state["step"], npz_path, png_path)
     return [npz_path, png_path]
+
+
+def psi_options(system: System, psi: float | None, psi_cutoff: int | None) -> dict:
+    """psi= and psi_cutoff= as keywords of sample(), decode() and export_module() ({} when neither is given), for a
+    system with a mapping network (System.maps_latents); refused in one line for the others."""
+    if psi is None and psi_cutoff is None:
+        return {}
+    if not system.maps_latents:
+        raise UserError(f"psi={psi}: truncation in W needs a mapping network (model=stylegan2); this "
+                        f"{type(system).__name__} has none: drop psi= (truncation= truncates its noise z)")
+    if psi is None:
+        raise UserError(f"psi_cutoff={psi_cutoff} says how many ws psi truncates: give psi= too (e.g. psi=0.7)")
+    return {"psi": float(psi), "psi_cutoff": psi_cutoff}
 
 
 def class_labels(system, n: int, label: int | None) -> torch.Tensor | None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from gantrain.errors import UserError
 from gantrain.generate.pictures import check_movie_file, grid, log_to_tensorboard, write_movie
-from gantrain.generate.sampling import check_label, default_output, load_sampler, tensorboard_dir
+from gantrain.generate.sampling import check_label, default_output, load_sampler, psi_options, tensorboard_dir
 from gantrain.systems import latents
 from gantrain.systems.base import System
 
@@ -35,6 +35,8 @@ class Picture:
     frames: int = 12    # walk: frames from one point to the next
     fps: float = 12.0   # walk: frames per second
     batch_size: int = 500
+    psi: float | None = None       # truncation in W toward the average w (a mapping network's; 1: none)
+    psi_cutoff: int | None = None  # ... of the first psi_cutoff ws only (None: all)
 
     def check(self) -> None:
         for key in ("n", "steps", "points", "frames", "fps", "batch_size"):
@@ -61,6 +63,7 @@ def draw_picture(run: str, picture: Picture, out: str | None, tensorboard: bool 
     if len(state["data_shape"]) != 3:
         raise UserError(f"mode={picture.mode} pictures images; this model draws points: use mode=samples")
     latents.check_truncation(system.z_dist, picture.truncation)
+    psi_options(system, picture.psi, picture.psi_cutoff)
     check_label(system, picture.label)
     frames = {"interpolate": interpolation_grid, "walk": walk_frames, "classes": class_grid}[picture.mode](system, picture)
     if picture.mode == "walk":
@@ -79,6 +82,11 @@ def noise(system: System, n: int, picture: Picture, generator: torch.Generator) 
     return latents.draw(n, system.z_dim, system.z_dist, generator, truncation=picture.truncation)
 
 
+def decode(system: System, z: torch.Tensor, labels: torch.Tensor | None, picture: Picture) -> torch.Tensor:
+    """The images of latents z (and labels), truncated in W when the picture asks for psi."""
+    return system.decode(z, labels, picture.batch_size, **psi_options(system, picture.psi, picture.psi_cutoff))
+
+
 def interpolation_grid(system: System, picture: Picture) -> list[Image.Image]:
     """Rows of `steps` images between two random latents (slerp for normal, linear for uniform ones). A
     conditional model without label=: one latent pair, a row per class; with label=K, n rows of class K."""
@@ -92,7 +100,7 @@ def interpolation_grid(system: System, picture: Picture) -> list[Image.Image]:
         rows = rows.repeat(system.num_classes, 1)
     else:
         labels = torch.full((len(rows),), picture.label) if system.conditional else None
-    return [grid(system.decode(rows, labels, picture.batch_size), nrow=picture.steps)]
+    return [grid(decode(system, rows, labels, picture), nrow=picture.steps)]
 
 
 def walk_frames(system: System, picture: Picture) -> list[Image.Image]:
@@ -109,7 +117,7 @@ def walk_frames(system: System, picture: Picture) -> list[Image.Image]:
     else:
         tiles = walks
         labels = torch.full((len(paths) * tiles,), picture.label) if system.conditional else None
-    images = system.decode(paths.reshape(-1, paths.shape[-1]), labels, picture.batch_size)
+    images = decode(system, paths.reshape(-1, paths.shape[-1]), labels, picture)
     images = images.view(len(paths), tiles, *images.shape[1:])
     nrow = tiles if every_class else math.ceil(math.sqrt(tiles))
     return [grid(frame, nrow) for frame in images]
@@ -125,4 +133,4 @@ def class_grid(system: System, picture: Picture) -> list[Image.Image]:
                         f"label={picture.label})")
     z = noise(system, picture.n, picture, torch.Generator().manual_seed(picture.seed))
     labels = torch.arange(system.num_classes).repeat_interleave(picture.n)
-    return [grid(system.decode(z.repeat(system.num_classes, 1), labels, picture.batch_size), nrow=picture.n)]
+    return [grid(decode(system, z.repeat(system.num_classes, 1), labels, picture), nrow=picture.n)]

@@ -171,11 +171,15 @@ class SynthesisBlock(nn.Module):
             self.skip = Conv2dLayer(in_channels, out_channels, 1, bias=False, lrelu=False, up=2)
         self.register_buffer("resample_filter", fir_filter(), persistent=False)
 
-    def forward(self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str, force_fp32: bool) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str, force_fp32: bool,
+        fused_modconv: bool | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """x (B, in_channels, R/2, R/2) or None, img (B, C, R/2, R/2) or None, ws (B, num_conv + num_torgb, w_dim)."""
         dtype = reduced_dtype(ws.device) if self.use_fp16 and not force_fp32 else torch.float32
         # Official: fused modulation only for inference; training scales activations (cheaper with large batches).
-        fused = not self.training and (dtype == torch.float32 or ws.shape[0] == 1)
+        # An exported graph scales them too: the fused grouped convolution's shape depends on the batch size.
+        fused = not self.training and (dtype == torch.float32 or ws.shape[0] == 1) if fused_modconv is None else fused_modconv
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.conv1(self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1), next(w_iter), noise_mode, fused)
@@ -215,13 +219,15 @@ class SynthesisNetwork(nn.Module):
             self.blocks.append(block)
         self.num_ws += self.blocks[-1].num_torgb
 
-    def forward(self, ws: Tensor, noise_mode: str = "random", force_fp32: bool = False) -> Tensor:
+    def forward(self, ws: Tensor, noise_mode: str = "random", force_fp32: bool = False,
+                fused_modconv: bool | None = None) -> Tensor:
         check_choice("noise_mode", noise_mode, NOISE_MODES)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         ws, x, img, first = ws.float(), None, None, 0
         for block in self.blocks:
-            x, img = block(x, img, ws.narrow(1, first, block.num_conv + block.num_torgb), noise_mode, force_fp32)
+            x, img = block(x, img, ws.narrow(1, first, block.num_conv + block.num_torgb), noise_mode, force_fp32,
+                           fused_modconv)
             first += block.num_conv
         return img
 
@@ -246,10 +252,10 @@ class Generator(nn.Module):
 
     def forward(
         self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-        noise_mode: str = "random", force_fp32: bool = False,
+        noise_mode: str = "random", force_fp32: bool = False, fused_modconv: bool | None = None,
     ) -> Tensor:
         ws = self.mapping(z, labels, truncation_psi, truncation_cutoff)  # (B, num_ws, w_dim)
-        return self.synthesis(ws, noise_mode, force_fp32)
+        return self.synthesis(ws, noise_mode, force_fp32, fused_modconv)
 
 
 class DiscriminatorBlock(nn.Module):

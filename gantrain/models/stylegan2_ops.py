@@ -28,19 +28,24 @@ def reduced_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def _channels(x: Tensor) -> int:
+    """x's channel count; a constant in a traced graph (gantrain-export), where ONNX needs every kernel's shape."""
+    return int(x.shape[1]) if torch.jit.is_tracing() else x.shape[1]
+
+
 def _depthwise(f: Tensor, x: Tensor, gain: float) -> Tensor:
     """(C, 1, k, k) weight applying filter `f` to each of x's C channels."""
-    return (f * gain).to(x.dtype).expand(x.shape[1], 1, *f.shape)
+    return (f * gain).to(x.dtype).expand(_channels(x), 1, *f.shape)
 
 
 def filter2d(x: Tensor, f: Tensor, padding: int, stride: int = 1, gain: float = 1.0) -> Tensor:
     """Zero-pad, then convolve each channel with f (a true convolution, hence the flip), keep every `stride`-th pixel."""
-    return F.conv2d(x, _depthwise(f.flip([0, 1]), x, gain), padding=padding, stride=stride, groups=x.shape[1])
+    return F.conv2d(x, _depthwise(f.flip([0, 1]), x, gain), padding=padding, stride=stride, groups=_channels(x))
 
 
 def upsample2d(x: Tensor, f: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, C, 2H, 2W): zero insertion + filter, as one transposed conv (official upsample2d, gain 4)."""
-    return F.conv_transpose2d(x, _depthwise(f, x, 4.0), stride=2, padding=f.shape[-1] // 2 - 1, groups=x.shape[1])
+    return F.conv_transpose2d(x, _depthwise(f, x, 4.0), stride=2, padding=f.shape[-1] // 2 - 1, groups=_channels(x))
 
 
 def downsample2d(x: Tensor, f: Tensor) -> Tensor:

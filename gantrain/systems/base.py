@@ -83,8 +83,9 @@ class System(nn.Module):
         raise NotImplementedError
 
     def trained_networks(self) -> list[nn.Module]:
-        """The networks the optimizers train, each a direct child of the system or an entry of a child
-        ModuleDict: the Trainer wraps exactly these in DDP and checks they agree across processes."""
+        """The networks the optimizers train, each a direct child of the system or a child of one (an entry of a
+        ModuleDict, StyleGAN2's G.mapping): the Trainer wraps exactly these in DDP and checks they agree across
+        processes."""
         raise NotImplementedError
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:

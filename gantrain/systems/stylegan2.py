@@ -288,5 +288,6 @@ class StyleGAN2Decoder(nn.Module):
         self.psi, self.psi_cutoff = 1.0 if psi is None else float(psi), psi_cutoff
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        # modulation by scaling activations: the fused grouped convolution's graph is tied to one batch size
         return self.network(z, labels if self.conditional else None, truncation_psi=self.psi,
-                            truncation_cutoff=self.psi_cutoff, noise_mode="const", force_fp32=True)
+                            truncation_cutoff=self.psi_cutoff, noise_mode="const", force_fp32=True, fused_modconv=False)
