@@ -85,12 +85,16 @@ def test_every_data_config_instantiates(compose, name, data_overrides):
 
 
 SHAPE_FOR_MODEL = {"dcgan": (1, 32, 32), "mlp": (1, 28, 28), "infogan": (1, 28, 28), "mlp_bn": (3, 32, 32), "toy": (2,),
-                   "resnet": (3, 32, 32), "cgan": (1, 28, 28), "dcgan_keras": (3, 32, 32), "cyclegan": (3, 32, 32)}
+                   "resnet": (3, 32, 32), "cgan": (1, 28, 28), "dcgan_keras": (3, 32, 32), "cyclegan": (3, 32, 32),
+                   "stylegan2": (1, 16, 16)}
+
+
+SHRUNK = {"stylegan2"}  # debug's widths (hydra/debug_model/): the official 512-channel networks take 12 s a step here
 
 
 @pytest.mark.parametrize("name", options("model"))
 def test_every_model_config_instantiates_and_takes_a_step(compose, name):
-    cfg = compose(f"model={name}", "loss=bce")  # BCE's D(x) is a probability
+    cfg = compose(f"model={name}", "loss=bce", *(["debug=default"] if name in SHRUNK else []))  # BCE: D(x) in [0, 1]
     system = build_system(cfg, SHAPE_FOR_MODEL[name], num_classes=10)
     images = lambda: torch.rand(4, *SHAPE_FOR_MODEL[name]) * 2 - 1  # noqa: E731
     batch = {key: images() for key in system.batch_keys} | {"label": torch.randint(0, 10, (4,))}
@@ -154,7 +158,8 @@ EXPERIMENT_DATA = {"cs231n_vanilla": "mnist", "cs231n_lsgan": "mnist", "cs231n_d
                    "mlp_cifar10": "cifar10", "dcgan_celeba": "celeba", "toy_gaussian": "gaussian2d",
                    "wgan_mnist": "mnist", "wgan_gp_cifar10": "cifar10", "hinge_sngan_cifar10": "cifar10",
                    "cgan_mnist": "mnist", "keras_dcgan_celeba": "celeba", "cyclegan": "unpaired",
-                   "fast_mnist": "mnist", "fast_cifar10": "cifar10"}
+                   "fast_mnist": "mnist", "fast_cifar10": "cifar10", "stylegan2_ada_cifar10": "cifar10",
+                   "stylegan2_ada_256": "folder"}
 
 
 DEBUG_SECONDS, DEBUG_PEAK_MB = 20, 3000  # per preset, and the process's peak resident memory
