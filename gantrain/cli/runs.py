@@ -18,7 +18,7 @@ from gantrain.device import device_for_sweep_job
 from gantrain.errors import first_line
 from gantrain.moved import new_target
 from gantrain.training import distributed
-from gantrain.training.checkpoint import load_checkpoint
+from gantrain.training.checkpoint import check_resumable, load_checkpoint
 from gantrain.training.summary import FILE, write_summary
 
 log = logging.getLogger("gantrain")
@@ -54,7 +54,7 @@ def with_resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     choices = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
     if not cfg.trainer.resume:
         return cfg, choices
-    saved = load_checkpoint(cfg.trainer.resume)
+    saved = check_resumable(load_checkpoint(cfg.trainer.resume))
     check_saved_config(migrate_config(saved.get("config", {})), f"checkpoint {saved['path']}", cfg.trust_checkpoint,
                        also_allowed=[new_target(target) for _, target in targets_in(cfg)])
     merged = resumed_config(cfg, saved.get("config", {}), saved.get("choices", {}),

@@ -114,15 +114,17 @@ def write_run(cfg: DictConfig, imported: Imported, out: str, choices: dict) -> l
     g = imported.g_kwargs
     torch.manual_seed(cfg.seed)  # the discriminator, when none is imported, starts from this seed's weights
     system = build_system(cfg, tuple(g["shape"]), g["num_classes"])
-    system.G.load_state_dict(imported.generator)
-    (system.ema.network if system.ema is not None else system.G).load_state_dict(imported.ema)
+    modules = system.checkpoint_modules()  # generator, discriminator, ema (an EMA holding `network`), ...
+    modules["generator"].load_state_dict(imported.generator if "ema" in modules else imported.ema)
+    if "ema" in modules:
+        modules["ema"].load_state_dict({f"network.{key}": value for key, value in imported.ema.items()})
     if imported.discriminator is not None:
-        system.D.load_state_dict(imported.discriminator)
+        modules["discriminator"].load_state_dict(imported.discriminator)
     else:
         log.warning("no D given: the run's discriminator is freshly initialised (fine-tuning trains it from scratch)")
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    state = {name: module.state_dict() for name, module in system.checkpoint_modules().items()} | {
+    state = {name: module.state_dict() for name, module in modules.items()} | {
         "step": 0, "data_shape": list(g["shape"]), "num_classes": g["num_classes"], "imported": imported.sources,
         "config": OmegaConf.to_container(cfg, resolve=True), "choices": choices, "gantrain_version": __version__}
     path = save_checkpoint(state, run_dir / "checkpoints", 0, keep=1)

@@ -184,12 +184,17 @@ def trainer_state(trainer) -> dict:
     }
 
 
+def check_resumable(state: dict) -> dict:
+    """A checkpoint with a training state to continue (gantrain-import's hold weights only)."""
+    if "optimizers" not in state:
+        raise UserError(f"checkpoint {state['path']} holds imported weights without a training state, so it cannot be "
+                        f"resumed: sample, evaluate or export it, or start a new run from its weights")
+    return state
+
+
 def restore_trainer(trainer, path) -> dict:
     """trainer_state() read back into the Trainer (its step, saved_step and saved_path too); returns the checkpoint."""
-    state = load_checkpoint(path)
-    if "optimizers" not in state:  # gantrain-import's runs: weights only
-        raise UserError(f"checkpoint {state['path']} holds imported weights without a training state, so it cannot be "
-                        f"resumed: start a run from it with trainer.init_from={path}")
+    state = check_resumable(load_checkpoint(path))
     saved_shape = tuple(state.get("data_shape", trainer.data.shape))
     if saved_shape != tuple(trainer.data.shape):
         raise UserError(f"checkpoint {state['path']} was trained on samples of shape {'x'.join(map(str, saved_shape))}, "

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gantrain.cli.checks import check_values
-from gantrain.cli.schemas import EvalCommand, ExportCommand, SampleCommand
+from gantrain.cli.schemas import EvalCommand, ExportCommand, ImportCommand, SampleCommand
 from gantrain.config.schema import META_KEYS, explain_omegaconf_error, validate
 from gantrain.errors import UserError
 from support import REPO
@@ -24,7 +24,7 @@ from support import REPO
 PROBES = {"abc": "abc", "-3": -3, "[1]": [1], "1": 1, "fdi": "fdi"}  # as Hydra parses each override value
 PRESETS = [None] + sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
 COMMANDS = {"gantrain-sample": ("sample", SampleCommand), "gantrain-eval": ("eval", EvalCommand),
-            "gantrain-export": ("export", ExportCommand)}
+            "gantrain-export": ("export", ExportCommand), "gantrain-import": ("import", ImportCommand)}
 
 # command:key (a regular expression) -> {probe: why that value is valid}
 ALLOWED = {
@@ -33,6 +33,7 @@ ALLOWED = {
     r"gantrain-(sample|export):out": {"abc": "any file name (the extension is checked against the format when the "
                                              "file is written)"},
     r"gantrain-eval:out": {p: "any file name for the scores" for p in ("abc", "fdi")},
+    r"gantrain-import:out": {"abc": "any folder name (made when it does not exist)"},
     r"gantrain-sample:tensorboard": {"abc": "a log folder (made when it does not exist)"},
 }
 
@@ -119,7 +120,7 @@ def composed(tiny_run, tmp_path_factory) -> dict:
             configs[("gantrain", preset)] = cfg
     with initialize_config_module("gantrain.cli.configs", version_base="1.3"):
         for command, (name, _) in COMMANDS.items():
-            configs[(command, None)] = compose(name, overrides=[f"run={tiny_run}"])
+            configs[(command, None)] = compose(name, overrides=[f"run={tiny_run}"] if name != "import" else [])
     return configs
 
 

@@ -19,6 +19,7 @@ from gantrain.errors import UserError
 from gantrain.systems.base import System
 from gantrain.systems.cyclegan import CycleGAN
 from gantrain.systems.gan import GAN
+from gantrain.systems.stylegan2 import StyleGAN2
 
 PACKAGE = Path(gantrain.__file__).parent
 # every module outside the families' own sub-package is a caller of the contract
@@ -48,7 +49,7 @@ def test_every_member_callers_use_is_declared_by_the_contract():
     assert {"d_loss", "g_loss", "preview", "num_classes", "draws_samples", "translates"} <= used
 
 
-@pytest.mark.parametrize("family", [GAN, CycleGAN])
+@pytest.mark.parametrize("family", [GAN, CycleGAN, StyleGAN2])
 def test_shipped_families_implement_every_abstract_member(family):
     missing = [name for name in ABSTRACT if getattr(family, name) is getattr(System, name)]
     assert not missing and issubclass(family, System)
@@ -57,8 +58,8 @@ def test_shipped_families_implement_every_abstract_member(family):
 
 def test_hooks_do_nothing_and_capabilities_are_off_by_default():
     system = System()
-    assert system.after_d_step() is None and system.after_g_step(1) is None
-    assert not (System.draws_samples or System.translates or system.conditional)
+    assert system.after_d_step() is None and system.after_g_step(1) is None and system.lazy_intervals() == {}
+    assert not (System.draws_samples or System.translates or System.maps_latents or system.conditional)
     with pytest.raises(UserError, match="does not draw samples"):
         system.sample(4)
     with pytest.raises(UserError, match="does not translate"):
