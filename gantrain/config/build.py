@@ -142,9 +142,10 @@ def check_penalties_fit(settings: TrainerConfig, cfg: DictConfig, system: System
     """A gradient penalty or R1 needs a double backward through the critic, which torch.compile (aot_autograd)
     and SyncBatchNorm (pytorch issue 61222) do not support: refused in one line instead of a crash on the GPU."""
     penalties = [f"loss.{key}" for key in ("gp", "r1") if OmegaConf.select(cfg, f"loss.{key}", default=0)]
-    if settings.compile and penalties:
-        raise UserError(f"trainer.compile=true cannot compile a critic that needs double backward "
-                        f"({' / '.join(penalties)}): drop trainer.compile or the penalty")
+    twice = penalties + ["model.pl_weight"] * bool(OmegaConf.select(cfg, "model.pl_weight", default=0))  # StyleGAN2's G
+    if settings.compile and twice:
+        raise UserError(f"trainer.compile=true cannot compile networks that need double backward "
+                        f"({' / '.join(twice)}): drop trainer.compile or set the penalty to 0")
     batch_norm = any(has_batch_norm(net) for net in critics(system))
     if settings.sync_bn and "loss.r1" in penalties and batch_norm:
         raise UserError("trainer.sync_bn=true cannot synchronise the BatchNorm of a critic trained with loss.r1 "

@@ -2,6 +2,7 @@
 and the optimizers' correction for them, the EMA by half-life, an exact resume with everything in flight, the
 import of official state dicts (the golden file's) into a run that samples, truncates in W and exports."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from gantrain.generate import export, official
 from gantrain.generate.sampling import sample_to_files
 from gantrain.systems.ema import half_life_decay
 from gantrain.systems.stylegan2 import PathLength
-from gantrain.training.checkpoint import load_checkpoint
+from gantrain.training.checkpoint import check_resumable, load_checkpoint
 from gantrain.training.update import lazy_correction
 
 GOLDEN = Path(__file__).parents[1] / "models" / "data" / "stylegan2_golden.pt"
@@ -163,15 +164,15 @@ def test_an_imported_run_samples_the_official_images_truncated_in_w(imported):
         assert (images - golden[f"G.{name}"]).abs().max() <= 1e-4, name
 
 
-def test_an_imported_run_exports_and_is_not_resumed(imported, cli):
+def test_an_imported_run_exports_and_is_not_resumed(imported):
     root, golden = imported
     path, card, _ = export.export_run(str(root / "run"), "torchscript", str(root / "g.pt"), psi=0.7, psi_cutoff=2)
     module = torch.jit.load(str(path))
     images = module(golden["z"], golden["labels"])
     assert (images - golden["G.img_psi0.7_cutoff2"]).abs().max() <= 1e-4
     assert '"psi": 0.7' in card.read_text() and '"psi_cutoff": 2' in card.read_text()
-    done = cli.run("gantrain", f"trainer.resume={root / 'run'}", cwd=root)
-    assert done.returncode == 2 and "holds imported weights without a training state" in done.stderr
+    with pytest.raises(UserError, match="holds imported weights without a training state, so it cannot be resumed"):
+        check_resumable(load_checkpoint(root / "run"))  # what `gantrain trainer.resume=RUN` checks first
 
 
 def test_import_refuses_what_it_cannot_use_in_one_line(imported, cli):
@@ -185,3 +186,13 @@ def test_import_refuses_what_it_cannot_use_in_one_line(imported, cli):
         official.read_state_dict(str(root / "list.pt"), "D")
     with pytest.raises(UserError, match=r"^out=.* exists and is not an empty folder: name a new run folder$"):
         official.write_run(None, None, str(root / "run"), {})
+
+
+def test_two_processes_train_it_in_step_with_lazy_steps_and_style_mixing(cli, tmp_path):
+    """DDP wraps G's mapping and synthesis apart (path length differentiates synthesis w.r.t. ws) and D; step 0 runs
+    both lazy steps, whose zero terms give every weight a gradient, which DDP's all-reduce waits for (gloo, CPU)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = cli.run_ranks(2, "gantrain", *TINY, "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                         env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "weights identical on 2 ranks" in done.stdout + done.stderr

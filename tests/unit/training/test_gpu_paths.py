@@ -46,12 +46,16 @@ def images(n: int = 24, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, tor
 
 # ------------------------------------------------------------------ 1. compile and double backward
 @pytest.mark.parametrize("penalty, named", [(["loss=wgan_gp", "model.discriminator.norm=layer"], "loss.gp"),
-                                            (["loss.r1=10"], "loss.r1")])
+                                            (["loss.r1=10"], "loss.r1"),
+                                            (["model=stylegan2", "loss=bce", "loss.r1=10"], "loss.r1 / model.pl_weight")])
 def test_compile_with_an_input_gradient_penalty_is_refused_in_one_line(penalty, named, tmp_path):
+    overrides = [*TINY, *penalty] if "model=stylegan2" not in penalty else ["trainer=debug", *penalty]
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.compile=true", *overrides])
     with pytest.raises(UserError) as err:
-        build_trainer(config("trainer.compile=true", *penalty), tmp_path)
-    assert str(err.value) == (f"trainer.compile=true cannot compile a critic that needs double backward ({named}): "
-                              f"drop trainer.compile or the penalty")
+        build_trainer(cfg, tmp_path)
+    assert str(err.value) == (f"trainer.compile=true cannot compile networks that need double backward ({named}): "
+                              f"drop trainer.compile or set the penalty to 0")
 
 
 # ------------------------------------------------------------------ 2. the evaluator and the CUDA random stream
