@@ -15,6 +15,10 @@ digits (no download, nothing read from outside --out) and checks what the CPU te
   ddp                    torchrun with NCCL on every visible GPU (2 or more): a run, sync_bn, a NaN on
                          rank 1 under nan_policy=skip and =stop; and gloo with trainer.device=cpu here
   bench                  seed 003's DCGAN loop (the PyTorch tutorial) against gantrain, same nets, on the GPU
+  stylegan2              experiment=stylegan2_digits with R1 and path length: fp16 on its top 2 resolutions (checked
+                         to run in fp16), fp32, compile (without the double-backward regularisers), DDP
+  stylegan2_ada_256      the paper256 recipe's throughput and peak memory: batch 64 of 256x256 RGB images (digits
+                         written as PNG files under --out), fp16 on the top 4 resolutions as official
 
 The exit status is 1 when a row failed. `--nan-on-rank R --nan-at-step S -- OVERRIDES` is the entry the ddp
 rows (and tests/unit/training/test_gpu_ddp.py, with gloo on CPUs) start under torchrun: `gantrain OVERRIDES` whose D loss
@@ -40,6 +44,10 @@ SMALL = ["trainer=debug", "trainer.device=cuda", "trainer.batch_size=64", "model
          "model.discriminator.width=32", "trainer.log_every=1000", "trainer.sample_every=1000",
          "trainer.checkpoint_every=1000", "trainer.grid_size=16"]
 WARMUP = 8  # steps before the timed ones: fp16 rows need a few for the GradScaler to settle its scale
+# StyleGAN2 on the digits with every regulariser on (lazy R1 every 16 steps, path length every 4, style mixing)
+STYLEGAN2 = ["experiment=stylegan2_digits", "trainer.device=cuda", "trainer.batch_size=64", "trainer.log_every=1000",
+             "trainer.sample_every=1000", "trainer.checkpoint_every=1000", "trainer.grid_size=16",
+             "trainer.progress=false", "loss.r1=0.01", "model.pl_weight=2", "model.style_mixing=0.9"]
 
 
 def merged(*lists: list[str]) -> list[str]:
@@ -92,10 +100,10 @@ def measure(trainer, steps: int, no_sync: bool = False) -> dict:
     return {"images_per_s": images / seconds, "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
-def train(overrides: list[str], out: Path, steps: int, prepare=None, no_sync: bool = False) -> dict:
+def train(overrides: list[str], out: Path, steps: int, prepare=None, no_sync: bool = False, base=SMALL) -> dict:
     from gantrain.config.build import build_trainer
 
-    cfg = compose(merged(SMALL, overrides, [f"trainer.max_steps={WARMUP + steps}"]))
+    cfg = compose(merged(base, overrides, [f"trainer.max_steps={WARMUP + steps}"]))
     trainer = build_trainer(cfg, out)
     if prepare:
         prepare(trainer)
@@ -266,6 +274,44 @@ def fp16_r1_batchnorm(overrides, out, steps):
             "finite gradients on CUDA: the refusal (gantrain/config/build.py) could be lifted for CUDA"}
 
 
+def stylegan2(overrides, out, steps):
+    """StyleGAN2 steps; with num_fp16_res > 0, its top synthesis block must have run in fp16 (CUDA's reduced dtype)."""
+    seen = set()
+
+    def watch(trainer):
+        block = trainer.system.G.synthesis.blocks[-1]
+        block.conv1.register_forward_hook(lambda module, args, output: seen.add(output.dtype))
+
+    result = train(overrides, out, steps, prepare=watch, base=STYLEGAN2)
+    reduced = any(o.startswith("model.generator.num_fp16_res=") and not o.endswith("=0") for o in overrides)
+    if reduced != (torch.float16 in seen):
+        raise RuntimeError(f"the top synthesis block ran in {sorted(map(str, seen))}")
+    result["note"] = f"top block in {', '.join(sorted(str(d).removeprefix('torch.') for d in seen))}  {result['note']}"
+    return result
+
+
+def write_images(root: Path, n: int = 64, size: int = 256) -> Path:
+    """n RGB PNG files of size x size (the bundled digits, upscaled and tinted): a folder for data=folder."""
+    from PIL import Image
+
+    from gantrain.data.digits import digits
+
+    root.mkdir(parents=True, exist_ok=True)
+    images = digits(image_size=size).x[:n, 0].numpy()
+    for i, image in enumerate(images):
+        Image.fromarray(image).convert("RGB").save(root / f"{i:03d}.png")
+    return root
+
+
+def stylegan2_ada_256(overrides, out, steps):
+    """experiment=stylegan2_ada_256 as shipped (batch 64, paper256 networks, fp16 on the top 4 resolutions)."""
+    root = write_images(out / "images")
+    base = ["experiment=stylegan2_ada_256", f"data.root={root}", "trainer.device=cuda", "trainer.log_every=1000",
+            "trainer.sample_every=1000", "trainer.checkpoint_every=1000", "trainer.grid_size=16",
+            "trainer.progress=false"]
+    return train(overrides, out, steps, base=base)
+
+
 BENCH_GANTRAIN = ["data.image_size=64", "trainer.batch_size=128", "model.generator.width=64", "model.discriminator.width=64"]
 
 
@@ -289,6 +335,12 @@ def in_process_checks() -> list[tuple[str, list[str], object]]:
         ("evaluation mid-run, then training", [], eval_mid_run),
         ("bench: seed 003 DCGAN loop, 64px", [], bench_seed003),
         ("bench: gantrain dcgan, 64px", BENCH_GANTRAIN, default),
+        ("stylegan2: fp16 on the top 2 resolutions", ["model.generator.num_fp16_res=2",
+                                                      "model.discriminator.num_fp16_res=2"], stylegan2),
+        ("stylegan2: fp32", [], stylegan2),
+        ("stylegan2: compile (no R1, no path length)", ["trainer.compile=true", "loss.r1=0", "model.pl_weight=0"],
+         stylegan2),
+        ("stylegan2_ada_256: throughput, batch 64", [], stylegan2_ada_256),
     ]
 
 
@@ -309,8 +361,8 @@ def nan_run(nproc: int, policy: str, device: str, out: Path, timeout: int = 600)
 
 def ddp_checks(gpus: int) -> list[tuple[str, object]]:
     """(row name, function(out) -> note) for the torchrun rows; those needing 2 GPUs only when there are."""
-    def plain(out, extra=()):
-        overrides = merged(SMALL, ["trainer.max_steps=6", *extra, f"hydra.run.dir={out / 'run'}"])
+    def plain(out, extra=(), base=SMALL):
+        overrides = merged(base, ["trainer.max_steps=6", *extra, f"hydra.run.dir={out / 'run'}"])
         proc = torchrun(gpus, ["-m", "gantrain", *overrides], out)
         expect(proc.returncode == 0 and f"weights identical on {gpus} ranks" in proc.stderr + proc.stdout, proc)
         return ""
@@ -337,6 +389,8 @@ def ddp_checks(gpus: int) -> list[tuple[str, object]]:
     if gpus >= 2:
         rows += [(f"ddp: nccl on {gpus} GPUs", plain),
                  (f"ddp: nccl on {gpus} GPUs, sync_bn", lambda out: plain(out, ["trainer.sync_bn=true"])),
+                 (f"ddp: stylegan2 on {gpus} GPUs (lazy steps every 2)",
+                  lambda out: plain(out, ["loss.r1_every=2", "model.pl_every=2"], STYLEGAN2)),
                  ("ddp: NaN on rank 1, nan_policy=skip", nan_skip),
                  ("ddp: NaN on rank 1, nan_policy=stop", nan_stop)]
     return rows
