@@ -4,7 +4,8 @@ Usage: python scripts/time_to_quality.py STUDY [--seeds 0 1 2] [--budget SECONDS
                                          [--recipes NAME ...] [--out outputs/time_to_quality] [--plot PNG]
 Studies: digits (the default run before and after), mnist (full MNIST under --data; mnist_seeds: every MNIST
 seed preset beside fast_mnist; mnist_precision: bf16 against fp32), augment_digits and augment_cifar10-5k
-(ADA, DiffAugment or neither; the CIFAR one with the CIFAR seed presets; --data/cifar10-5k).
+(ADA, DiffAugment or neither; the CIFAR one with the CIFAR seed presets; --data/cifar10-5k), stylegan2_digits
+and stylegan2_cifar10-5k (the StyleGAN2 CPU preset against fast_digits and fast_cifar10, at the budgets above).
 Beside the plot, <plot>_grids.png shows each recipe's final grid (its first seed) and real images.
 Needs matplotlib for the plot: pip install -e ".[plots]".
 
@@ -77,6 +78,16 @@ STUDIES = {
         "neither": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=null"], 200),
         "DiffAugment": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=[color,translation,cutout]", "model.ada=null"], 200),
         "ADA": (["experiment=fast_cifar10", *CIFAR, "model.diffaugment=null", "model.ada=0.6"], 200),
+    }},
+    # StyleGAN2-ADA's CPU preset against the fast recipes, with the digits and augment_cifar10-5k studies' budgets
+    # (docs/guide/stylegan2.md)
+    "stylegan2_digits": {"budget": 180, "recipes": {
+        "fast_digits": (["experiment=fast_digits"], 500),
+        "stylegan2_digits": (["experiment=stylegan2_digits"], 50),
+    }},
+    "stylegan2_cifar10-5k": {"budget": 120, "recipes": {
+        "fast_cifar10 (ADA, as shipped)": (["experiment=fast_cifar10", *CIFAR], 200),
+        "stylegan2_digits (its networks on CIFAR's 3 channels)": (["experiment=stylegan2_digits", *CIFAR], 25),
     }},
 }
 
