@@ -40,9 +40,9 @@ README, DOCS = REPO / "README.md", REPO / "docs"
 # pages whose commands run here, and pages whose commands are checked without running (the Changelog is history)
 RUN_PAGES = (README, DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md")))
 CHECK_PAGES = (*sorted((DOCS / "studies").glob("*.md")), DOCS / "architecture.md")
-PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
+PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export", "gantrain-import")
 
-PROSE_NAME = r"^gantrain-(sample|eval|export|report)$"  # `gantrain-eval` prints a table ...
+PROSE_NAME = r"^gantrain-(sample|eval|export|report|import)$"  # `gantrain-eval` prints a table ...
 # Shown commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
     r"trainer\.device=cuda": "needs a CUDA GPU; the test machines have none (the CPU path of each recipe runs)",
@@ -84,6 +84,7 @@ NEEDS = {
     r"^gantrain-report outputs/search": r"hydra\.sweep\.dir=outputs/search",
     r"fake=samples\.npz": r"out=samples\.npz",
     r"data\.root=data/mnist2inverted": r"^python scripts/make_unpaired_demo\.py",
+    r"run=runs/ffhq256": r"^gantrain-import ",  # the official networks imported (the golden file's, 16x16)
 }
 
 
@@ -227,7 +228,8 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     import gantrain.cli as cli
 
     entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": cli.report, "gantrain-export": cli.export}[argv[0]]
+             "gantrain-report": cli.report, "gantrain-export": cli.export,
+             "gantrain-import": cli.import_official}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:
@@ -370,6 +372,8 @@ def check(outcome: Outcome, ws: Workspace) -> None:
         check_report(outcome, ws)
     elif program == "gantrain-export":
         check_export(outcome, options, ws)
+    elif program == "gantrain-import":
+        check_import(outcome, options, ws)
 
 
 def check_run(outcome: Outcome, options: dict) -> None:
@@ -460,6 +464,12 @@ def check_export(outcome: Outcome, options: dict, ws: Workspace) -> None:
     assert out.is_file() and out.with_name(out.name + ".card.md").is_file(), outcome.explain()
     assert card["file"] == out.name and card["check"]["max_abs_difference"] <= 1e-4, (card, outcome.explain())
     assert options["out"] in outcome.output.splitlines(), outcome.explain()  # the files written, one a line
+
+
+def check_import(outcome: Outcome, options: dict, ws: Workspace) -> None:
+    saved = torch.load(ws.cwd / options["out"] / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
+    assert set(saved["imported"]) == {k for k in ("G", "G_ema", "D") if k in options}, outcome.explain()
+    assert {"generator", "discriminator", "ema"} <= set(saved) and saved["step"] == 0, outcome.explain()
 
 
 def check_eval(outcome: Outcome, options: dict, ws: Workspace) -> None:
@@ -582,6 +592,15 @@ def yaml_block(text: str) -> str:
     return block
 
 
+def write_official_networks(folder: Path) -> None:
+    """G.pt, G_ema.pt and D.pt as the official code writes them (torch.save(net.state_dict())): the golden file's
+    official 16x16 conditional G and residual D (tests/unit/models/test_stylegan2.py)."""
+    golden = torch.load(REPO / "tests" / "unit" / "models" / "data" / "stylegan2_golden.pt", weights_only=True)
+    for name, source in (("G", "G"), ("G_ema", "G"), ("D", "D_resnet")):
+        torch.save({k[len(source) + 1:]: v for k, v in golden.items() if k.startswith(f"{source}.")
+                    and k.split(".")[1] in ("mapping", "synthesis", "b4", "b8", "b16")}, folder / f"{name}.pt")
+
+
 @contextmanager
 def one_thread():
     """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine two threads per process
@@ -624,6 +643,7 @@ def workspace(tmp_path_factory, trained_run, make_data, cli) -> Workspace:
     make_cifar(root / "cifar")                                                  # data.root=/data (CIFAR-10)
     (cwd / "my_configs" / "model").mkdir(parents=True)
     (cwd / "my_configs" / "model" / "mygan.yaml").write_text(yaml_block((DOCS / "guide" / "configs.md").read_text()))
+    write_official_networks(cwd)  # G_ema.pt, G.pt, D.pt: official state dicts for gantrain-import
     (cwd / "mypackage").mkdir()
     (cwd / "mypackage" / "__init__.py").write_text("")
     (cwd / "mypackage" / "nets.py").write_text(MYPACKAGE_NETS)
@@ -650,7 +670,7 @@ def check_without_running(command: str, load_script) -> None:
             check_command_line(args)
         except UserError as err:
             pytest.fail(f"{command}\n  gantrain: error: {err}")
-    elif program in ("gantrain-sample", "gantrain-eval", "gantrain-export"):
+    elif program in ("gantrain-sample", "gantrain-eval", "gantrain-export", "gantrain-import"):
         compose_command(program, args, command)
     elif program == "gantrain-report":
         check_report_flags(args, command)
