@@ -22,7 +22,8 @@ class TrainerConfig:
 
     max_steps: int = 1200  # steps of the run (a step = n_critic D updates + one G update)
     max_seconds: Optional[float] = None  # also stop once this much wall time was spent training (evaluations excluded)
-    batch_size: int = 64
+    batch_size: int = 64  # images per optimizer step (per process under torchrun), whatever grad_accum is
+    grad_accum: int = 1  # each optimizer step sums the gradients of this many micro-batches of batch_size / grad_accum
     n_critic: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: Any = False  # false | bf16 | fp16
@@ -39,6 +40,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None
     progress: bool = True
     resume: Optional[str] = None
+    init_from: Optional[str] = None  # a run directory or checkpoint whose networks (G, D, EMA) a new run starts from
     decay_start: Optional[int] = None
     eval_every: Optional[int] = None
     best_metric: str = "fid"
@@ -48,13 +50,18 @@ class TrainerConfig:
     nan_policy: str = "stop"  # stop | skip
 
     def __post_init__(self):
-        for key in ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
+        for key in ("max_steps", "batch_size", "grad_accum", "n_critic", "log_every", "sample_every", "checkpoint_every",
                     "grid_size", "keep_checkpoints"):
             if getattr(self, key) <= 0:
                 raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer")
         for key in ("patience", "must_reach_by"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer or null")
+        if self.batch_size % self.grad_accum:
+            divisors = [k for k in range(2, self.batch_size + 1) if self.batch_size % k == 0][:4]
+            raise UserError(f"trainer.grad_accum={self.grad_accum}: trainer.batch_size={self.batch_size} does not split "
+                            f"into {self.grad_accum} equal micro-batches; use a divisor of it "
+                            f"({', '.join(map(str, divisors)) or 'none above 1'}), or change trainer.batch_size")
         if (self.must_reach is None) != (self.must_reach_by is None):
             raise UserError(f"trainer.must_reach={self.must_reach}, trainer.must_reach_by={self.must_reach_by}: "
                             f"set both (the value best_metric must reach, and the step by which) or neither")

@@ -58,8 +58,12 @@ class Trainer:
             torch.manual_seed(seed + 1_000_003 * self.rank)
         self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
         fused = use_fused(settings.fused, self.device)
-        self.g_step = OptimizerStep("G", make_optimizer(make_opt_g, self.g_params, fused), self.g_params, settings, self.device)
-        self.d_step = OptimizerStep("D", make_optimizer(make_opt_d, self.d_params, fused), self.d_params, settings, self.device)
+        # trainer.grad_accum: no all-reduce of any network's gradients before a step's last micro-batch
+        hold = lambda: self.no_sync(self.g_params + self.d_params)  # noqa: E731
+        self.g_step = OptimizerStep("G", make_optimizer(make_opt_g, self.g_params, fused), self.g_params, settings,
+                                    self.device, hold)
+        self.d_step = OptimizerStep("D", make_optimizer(make_opt_d, self.d_params, fused), self.d_params, settings,
+                                    self.device, hold)
         self.opt_g, self.scaler_g, self.opt_d, self.scaler_d = (self.g_step.optimizer, self.g_step.scaler,
                                                                 self.d_step.optimizer, self.d_step.scaler)
         shard = {"rank": self.rank, "world": self.world} if self.world > 1 else {}
