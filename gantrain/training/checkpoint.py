@@ -176,8 +176,9 @@ def load_module(module: torch.nn.Module, name: str, state: dict) -> None:
         module.load_state_dict(state[name])
     except RuntimeError as err:  # torch's first line is a header; the second names the first tensor that differs
         detail = difference or next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), first_line(err))
-        was = state.get("choices", {}).get("model", "another model")
-        raise UserError(f"checkpoint {state.get('path')} (model={was}) does not fit this {name}: {detail}") from err
+        was = state.get("choices", {}).get("model")
+        made = f" (model={was})" if was else ""  # runs built outside the CLI record no group choices
+        raise UserError(f"checkpoint {state.get('path')}{made} does not fit this {name}: {detail}") from err
 
 
 def first_difference(here: dict, saved: dict, name: str) -> str | None:
