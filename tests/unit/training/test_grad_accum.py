@@ -128,3 +128,13 @@ def test_what_cannot_be_split_is_refused_in_one_line(compose, tiny_cyclegan, ima
     cyclegan = build_system(compose(*tiny_cyclegan, f"data.root={image_tree}"), (3, 32, 32))
     with pytest.raises(UserError, match="^trainer.grad_accum=2: CycleGAN does not split its steps into micro-batches"):
         check_grad_accum_fits(trainer_settings(batch_size=4, grad_accum=2), cyclegan)
+
+
+def test_ada_counts_the_images_of_every_micro_batch(compose, tiny):
+    system = build_system(compose(*tiny, *NO_BATCH_NORM, "model.ada=0.6", "model.ada_interval=1"), (1, 32, 32))
+    system.ada.target = -1.0  # so that p rises at this adjustment, by the images it counted over model.ada_kimg=20
+    real = torch.rand(8, 1, 32, 32) * 2 - 1
+    for part in real.chunk(2):
+        system.d_loss({"real": part})
+    system.after_d_step()
+    assert float(system.ada.p) == pytest.approx(8 / 20_000)
