@@ -1,5 +1,6 @@
-"""Every command README.md shows is run (design convention 8), shortened and with its placeholders
-filled by tiny fixtures; a README command that is neither run nor listed in NOT_RUN fails the suite.
+"""Every command README.md and the user guide (docs/guide/*.md) show is run (design convention 8), shortened and
+with its placeholders filled by tiny fixtures; a shown command that is neither run nor listed in NOT_RUN fails the
+suite.
 
 How a command becomes what runs is in one place, `runnable()`. Most commands run in this process
 through the console scripts' own functions (the exit status is the one `sys.exit` would give the
@@ -33,6 +34,7 @@ from PIL import Image
 from support import REPO
 
 README = REPO / "README.md"
+GUIDE = sorted((REPO / "docs" / "guide").glob("*.md"))  # the user guide's pages: their commands run as the README's
 PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
 
 # README commands that cannot run here, with the reason (a regular expression searched in the command).
@@ -50,6 +52,8 @@ NOT_RUN = {
                                             "trainer.max_seconds and the evaluations' training seconds it reads",
     r"^python scripts/digits_check\.py": "judges a full default run (3 minutes); tests/scripts/test_digits_check.py runs the "
                                          "check on real, copied, blurred and few-digit sets",
+    r"^python scripts/finetune_study\.py": "trains 3 MNIST sources and 27 small-data runs (about 1.5 hours); its own "
+                                           "test checks every arm's command and its tables, and it ran at a tiny scale",
     r"^gantrain-eval$": "the program's name in prose, not a command",
     r"^gantrain-export$": "the program's name in prose, not a command",
     r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
@@ -81,6 +85,7 @@ RUN_MADE_BY = {
     r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
     r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
     r"^gantrain-sample .*(truncation=|mode=classes)": r"^gantrain experiment=cgan_mnist ",  # normal latents, classes
+    r"trainer\.init_from=": r"^gantrain data=mnist data\.root=data data\.image_size=32 ",  # the guide's source network
 }
 # README commands whose outputs a later command reads.
 NEEDS = {
@@ -130,7 +135,7 @@ def not_run_reason(command: str) -> str | None:
     return next((why for pattern, why in NOT_RUN.items() if re.search(pattern, command)), None)
 
 
-COMMANDS = readme_commands()
+COMMANDS = list(dict.fromkeys(readme_commands() + [c for page in GUIDE for c in readme_commands(page.read_text())]))
 RUN = [c for c in COMMANDS if not_run_reason(c) is None] + list(IMPLIED)
 
 
