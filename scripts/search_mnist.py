@@ -27,7 +27,8 @@ SPACE = ["optim.generator.lr=tag(log, interval(3e-4, 3e-3))", "optim.discriminat
          "model.ema=choice(0, 0.99)", "model.ema_start=100"]
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--trials", type=int, default=10)
@@ -38,8 +39,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=2000, help="generated images per evaluation")
     p.add_argument("--out", type=Path, default=Path("outputs/search_mnist"))
     p.add_argument("--doc", type=Path, default=Path("outputs/search_mnist/comparison.md"),
-                   help="where the comparison goes (docs/search_mnist.md is the study written up from it)")
-    return p.parse_args()
+                   help="where the comparison goes (docs/studies/search_mnist.md is the study written up from it)")
+    return p
 
 
 def gantrain(*args: str) -> float:
@@ -76,7 +77,7 @@ def seeds_final_fid(args, name: str, overrides: list[str]) -> list[float]:
 
 
 def main() -> None:
-    args = parse_args()
+    args = build_parser().parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     search_dir = args.out / "search"
     fixed = common(args)

@@ -6,6 +6,8 @@ A training run returns the best value of `trainer.best_metric` over its evaluati
 
 import math
 
+METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")  # what metrics.metrics may ask for
+SCORES = ("fid", "kid", "is", "precision", "recall", "accuracy", "tstr")  # what evaluations report (pr gives two)
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "accuracy", "tstr"})  # the rest: lower is better
 
 

@@ -16,6 +16,7 @@ def study(load_script):
 
 def test_every_arm_trains_the_same_networks_on_the_same_images_for_the_same_time(study, tmp_path):
     source = tmp_path / "source" / "seed1"
+    source.mkdir(parents=True)  # trainer.init_from must name an existing run
     commands = {arm: study.arm_command(arm, 300, 1, source, 120, 400, 2, tmp_path / arm) for arm in study.ARMS}
     for arm, command in commands.items():
         overrides = command[3:]  # after `python -m gantrain`

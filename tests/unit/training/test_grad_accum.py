@@ -132,7 +132,7 @@ def test_what_cannot_be_split_is_refused_in_one_line(compose, tiny_cyclegan, ima
 
 def test_ada_counts_the_images_of_every_micro_batch(compose, tiny):
     system = build_system(compose(*tiny, *NO_BATCH_NORM, "model.ada=0.6", "model.ada_interval=1"), (1, 32, 32))
-    system.ada.target = -1.0  # so that p rises at this adjustment, by the images it counted over model.ada_kimg=20
+    system.ada.target = -2.0  # below any r_t: p rises at this adjustment, by the images it counted over 20 kimg
     real = torch.rand(8, 1, 32, 32) * 2 - 1
     for part in real.chunk(2):
         system.d_loss({"real": part})
