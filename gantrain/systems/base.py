@@ -14,7 +14,9 @@ The order of calls in one training step, which a system may rely on:
     G's optimizer step; after_g_step(step + 1)
 so g_loss may reuse work of the d_loss just before it (GAN reuses G(z) with its graph). With trainer.grad_accum=K
 (only for a system that `accumulates_gradients`) each d_loss(batch) and g_loss(batch) above is K calls, one per
-micro-batch of the batch, in the same order in the D step and in the G step.
+micro-batch of the batch, in the same order in the D step and in the G step; then g_loss must not backpropagate
+through a graph d_loss made (under DDP the D steps' generator forwards prepare no all-reduce: each micro-batch of
+the G step runs its own, and only the last one's backward all-reduces).
 """
 
 from collections.abc import Iterator

@@ -68,9 +68,9 @@ class GAN(System):
         self.ada = ADA(ada, ada_kimg, ada_interval, ada_ops) if ada is not None else None
         self._real_batch = 0  # real images of this D step's d_loss calls: what ADA's adjustment counts
         # The last D step's fakes, in d_loss order, as (z, labels, G(z) with its graph): g_loss takes them in the same
-        # order (System's call order), so G's update backpropagates through the fakes D just judged. Only the last
-        # one keeps its graph (no second forward without trainer.grad_accum); the earlier micro-batches' are made
-        # again from their z in g_loss, so that one micro-batch's activations are alive at a time.
+        # order (System's call order), so G's update backpropagates through the fakes D just judged. One fake keeps
+        # its graph (no second forward); micro-batches (trainer.grad_accum) keep none, and g_loss makes each again
+        # from its z: one micro-batch's activations are alive at a time, and each G forward is the G step's own.
         self._fakes: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
         self._d_stepped = False  # after_d_step ran since the last d_loss: the next d_loss starts a new D step
 
@@ -128,12 +128,13 @@ class GAN(System):
         return loss, stats
 
     def keep_fake(self, z: Tensor, labels: Tensor | None, fake: Tensor) -> None:
-        """Keep a d_loss's fakes for the G step: a new D step's first d_loss forgets the previous D step's, and
-        the graph of the one before this (an earlier micro-batch) is let go: g_loss makes it again from z."""
+        """Keep a d_loss's fakes for the G step (a new D step's first d_loss forgets the previous D step's); from a
+        D step's second micro-batch on, only their noise: g_loss makes every fake again."""
         if self._d_stepped:
             self._fakes, self._d_stepped = [], False
         if self._fakes:
-            self._fakes[-1] = (*self._fakes[-1][:2], None)
+            self._fakes = [(z_, labels_, None) for z_, labels_, _ in self._fakes]
+            fake = None
         self._fakes.append((z, labels, fake))
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, Stats]:

@@ -127,8 +127,10 @@ class Trainer:
         measure = (self.step + 1) % self.settings.log_every == 0
         for i in range(self.settings.n_critic):
             batch = to_memory_format(next(self.batches), self.memory_format)
-            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
-            with self.no_sync(self.g_params) if i < self.settings.n_critic - 1 else contextlib.nullcontext():
+            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through: the
+            # last D step's, or none with trainer.grad_accum (the G step makes its micro-batches' fakes again)
+            g_quiet = i < self.settings.n_critic - 1 or self.settings.grad_accum > 1
+            with self.no_sync(self.g_params) if g_quiet else contextlib.nullcontext():
                 self.meter.add(self.d_step(self.system, self.system.d_loss, batch, self.watch, measure))
             self.system.after_d_step()
         with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce

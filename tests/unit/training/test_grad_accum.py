@@ -78,11 +78,13 @@ def test_under_fp16_the_grad_scaler_scales_once_per_step(train, monkeypatch):
     assert overflow.scaler_g.get_scale() == 2.0 ** 16  # G's step was fine
 
 
-def test_ddp_all_reduces_once_per_step(train):
-    """Which forwards DDP would prepare an all-reduce for (those outside no_sync), recorded with a stand-in for the
-    replicas: in each optimizer step only the last micro-batch's."""
-    trainer = train(*NO_BATCH_NORM, "trainer.grad_accum=2", fit=False)
-    system, quiet, seen = trainer.system, set(), []
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_ddp_all_reduces_once_per_step_after_the_last_micro_batch(train, n_critic):
+    """DDP's reducer, acted out: a forward outside no_sync arms an all-reduce, which the network's next backward does
+    (with the gradients accumulated so far), whenever that comes. With a stand-in for the replicas recording the
+    forwards and backwards of one step, each network must all-reduce once, at its last backward."""
+    trainer = train(*NO_BATCH_NORM, "trainer.grad_accum=2", f"trainer.n_critic={n_critic}", fit=False)
+    system, quiet, events = trainer.system, set(), []
 
     class Replicas:  # Trainer.no_sync and unwrapped(), as distributed.Replicas offers them
         @contextlib.contextmanager
@@ -102,15 +104,25 @@ def test_ddp_all_reduces_once_per_step(train):
 
     trainer.replicas = Replicas()
     for name in ("G", "D"):
-        getattr(system, name).register_forward_pre_hook(lambda m, args, name=name: seen.append((name, name in quiet)))
+        network = getattr(system, name)
+        network.register_forward_pre_hook(lambda m, args, name=name: events.append((name, "quiet" if name in quiet else "synced")))
+        next(p for p in network.parameters() if p.requires_grad).register_post_accumulate_grad_hook(
+            lambda p, name=name: events.append((name, "backward")))
     trainer.begin()
     trainer.train_step()
-    synced = [name for name, held in seen if not held]
-    # D step: micro-batch 1 all quiet; micro-batch 2: G(z), D(real), D(fake) synced (G's graph is the G step's)
-    # G step: micro-batch 1 remakes G(z) quietly, D quiet; micro-batch 2 uses the synced G(z), D quiet
-    assert seen == [("G", True), ("D", True), ("D", True), ("G", False), ("D", False), ("D", False),
-                    ("G", True), ("D", True), ("D", True)], seen
-    assert synced == ["G", "D", "D"]
+    for name in ("G", "D"):
+        armed, reduced = False, []
+        mine = [kind for who, kind in events if who == name]
+        for i, kind in enumerate(mine):
+            armed = armed or kind == "synced"
+            if kind == "backward" and armed:
+                reduced.append(i)
+                armed = False
+        steps = n_critic if name == "D" else 1
+        assert mine.count("backward") == 2 * steps, (name, mine)  # one per micro-batch and optimizer step
+        backwards = [i for i, kind in enumerate(mine) if kind == "backward"]
+        assert reduced == backwards[1::2], (name, mine)  # each step's last micro-batch, and only it
+        assert not armed, (name, mine)  # no all-reduce left armed for a later step
 
 
 def test_what_cannot_be_split_is_refused_in_one_line(compose, tiny_cyclegan, image_tree):
