@@ -6,6 +6,7 @@ is built; __post_init__ checks the settings that go together.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -42,7 +43,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = at_least(None, 0)  # 0 or null: no clipping
     progress: bool = True
     resume: Optional[str] = existing(None, "path")  # a run directory or a checkpoint file
-    init_from: Optional[str] = existing(None, "path")  # a run or checkpoint whose G, D and EMA a new run starts from
+    init_from: Optional[str] = None  # a run or checkpoint whose G, D and EMA a new run starts from (checked below)
     decay_start: Optional[int] = at_least(None, 0)
     eval_every: Optional[int] = at_least(None, 0)  # 0 or null: no evaluations during training
     best_metric: str = one_of("fid", SCORES)
@@ -53,6 +54,10 @@ class TrainerConfig:
 
     def __post_init__(self):
         """What single values cannot say: settings that go together, and whether the device is here."""
+        # a resumed run only records where it started: it loads its own checkpoint, whether or not the source is there
+        if self.init_from is not None and not self.resume and not Path(str(self.init_from)).expanduser().exists():
+            raise UserError(f"trainer.init_from={self.init_from}: expected an existing path (a run directory or a "
+                            f"checkpoint file), or null")
         if self.batch_size % self.grad_accum:
             divisors = [k for k in range(2, self.batch_size + 1) if self.batch_size % k == 0][:4]
             raise UserError(f"trainer.grad_accum={self.grad_accum}: trainer.batch_size={self.batch_size} does not split "

@@ -3,6 +3,7 @@ networks that do not fit, and checkpoints gantrain would not resume, are refused
 resumes bitwise from its own checkpoint."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -121,17 +122,20 @@ def test_checkpoints_are_refused_as_resume_refuses_them(compose, tiny, tiny_run,
 
 
 def test_a_fine_tuned_run_resumes_bitwise_from_its_own_checkpoint(train, tiny_run, tmp_path):
-    """The resumed session must not load the start again: it continues from its own step 2."""
+    """The resumed session must not load the start again: it continues from its own step 2, even when the source
+    run is gone by then."""
+    source = shutil.copytree(tiny_run, tmp_path / "source", ignore=shutil.ignore_patterns("step_*.pt"))
     steps = ("trainer.checkpoint_every=2", "trainer.sample_every=2", "model.discriminator.freeze=1",
-             f"trainer.init_from={tiny_run}", "trainer.grad_accum=2")
+             f"trainer.init_from={source}", "trainer.grad_accum=2")
     straight = train("trainer.max_steps=4", *steps, run_dir=tmp_path / "straight")
     train("trainer.max_steps=2", *steps, run_dir=tmp_path / "split")
+    shutil.rmtree(source)
     resumed = train("trainer.max_steps=4", *steps, f"trainer.resume={tmp_path / 'split'}", run_dir=tmp_path / "split")
     assert_same(resumed.system, straight.system.state_dict())
     for a, b in ((straight.opt_d, resumed.opt_d), (straight.opt_g, resumed.opt_g)):
         torch.testing.assert_close(b.state_dict(), a.state_dict(), rtol=0, atol=0)
     started = json.loads((tmp_path / "split" / "summary.json").read_text())["init_from"]
-    assert started["checkpoint"] == str((tiny_run / "checkpoints" / "last.pt").resolve())
+    assert started["checkpoint"] == str((source / "checkpoints" / "last.pt").resolve())
 
 
 def test_resuming_with_another_start_is_refused(compose):
