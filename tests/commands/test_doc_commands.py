@@ -767,7 +767,9 @@ def test_the_check_without_running_catches_stale_commands(load_script):
 
 @pytest.mark.parametrize("command", CHECKED)
 def test_study_command_passes_its_check(command: str, load_script, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the check probes that the run directory can be made, relative to here
+    for folder in ("shared/data/MNIST/raw", "shared/data/cifar10-5k", "main"):  # the paths the studies name exist
+        (tmp_path / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "main")  # the check probes that data folders exist and the run directory can be made
     check_without_running(command, load_script)
 
 
