@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gantrain.errors import UserError
+from gantrain.models.layers import freeze_blocks
 from gantrain.models.shapes import image_shape, power_of_two_blocks
 from gantrain.models.stylegan2_ops import (
     LRELU_GAIN, Conv2dLayer, FullyConnected, bias_act, downsample2d, fir_filter, minibatch_std,
@@ -239,7 +240,9 @@ class Generator(nn.Module):
         self, shape: Sequence[int], z_dim: int = 512, num_classes: int = 0, w_dim: int = 512, mapping_layers: int = 8,
         channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 4, conv_clamp: float | None = 256,
         architecture: str = "skip", mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995,
+        freeze_mapping: bool = False,
     ):
+        """`freeze_mapping`: the mapping network is not trained (a common choice when fine-tuning; w_avg still moves)."""
         super().__init__()
         channels, resolution = check_image(shape)
         check_choice("generator.architecture", architecture, ARCHITECTURES)
@@ -249,6 +252,7 @@ class Generator(nn.Module):
         )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, num_classes, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier, w_avg_beta)
+        self.mapping.requires_grad_(not freeze_mapping)
 
     def forward(
         self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
@@ -324,7 +328,9 @@ class Discriminator(nn.Module):
         self, shape: Sequence[int], num_classes: int = 0, channel_base: int = 32768, channel_max: int = 512,
         architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
         num_fp16_res: int = 4, conv_clamp: float | None = 256, cmap_dim: int | None = None, mapping_layers: int = 8,
+        freeze: int = 0,
     ):
+        """`freeze`: FreezeD, the first `freeze` blocks (from the input's resolution down) not trained."""
         super().__init__()
         channels, resolution = check_image(shape)
         check_choice("discriminator.architecture", architecture, ARCHITECTURES)
@@ -343,6 +349,7 @@ class Discriminator(nn.Module):
         self.epilogue = DiscriminatorEpilogue(
             width(4), cmap_dim, channels, architecture, mbstd_group_size, mbstd_num_channels, conv_clamp
         )
+        freeze_blocks(list(self.blocks), freeze, "stylegan2")  # the epilogue (and label mapping) always train
 
     def forward(self, img: Tensor, labels: Tensor | None = None, force_fp32: bool = False) -> Tensor:
         x = None

@@ -59,6 +59,7 @@ class StyleGAN2(System):
     batch_keys = ("real",)
     draws_samples = True
     maps_latents = True
+    accumulates_gradients = True  # every loss is a mean over its batch, and g_loss makes its own fakes (grad_accum)
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int = 512,
@@ -79,7 +80,8 @@ class StyleGAN2(System):
         check_settings(0.6 if ada is None else ada, ada_kimg, ada_interval)
         parse_ops(ada_ops)
         self.ada = ADA(ada, ada_kimg, ada_interval, ada_ops) if ada is not None else None
-        self._batch = 0  # the last d_loss's real batch size: the images ADA's adjustment and the EMA count
+        self._images = 0  # real images of this D step's d_loss calls (micro-batches with trainer.grad_accum)
+        self._batch = 0  # ... of the last D step: what ADA's adjustment and the EMA count
 
     # ---------------------------------------------------------------- fakes and D's view of images
     def random_labels(self, n: int) -> Tensor | None:
@@ -116,7 +118,7 @@ class StyleGAN2(System):
         """D's loss on the real batch and as many fresh fakes (made without autograd: this step trains D alone)."""
         real = batch["real"]
         real_labels = batch.get("label") if self.num_classes else None
-        self._batch = real.shape[0]
+        self._images += real.shape[0]
         with torch.no_grad():
             fake, _, fake_labels = self.fakes(real.shape[0])
         real_logits, fake_logits = self.critic(real, real_labels), self.critic(fake, fake_labels)
@@ -176,12 +178,17 @@ class StyleGAN2(System):
     def pl(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """(pl_weight * E[penalty] plus the images times 0, the mean penalty) on batch / pl_batch_shrink fakes; the
         zero term gives every weight of G a gradient, as official (for DDP)."""
-        images, ws, _ = self.fakes(max(batch_size // self.pl_batch_shrink, 1))
+        n = max(batch_size // self.pl_batch_shrink, 1)
+        ws = self.mapped(n, self.random_labels(n))
+        if not ws.requires_grad:  # a frozen mapping network (freeze_mapping): the lengths still train synthesis
+            ws = ws.detach().requires_grad_(True)
+        images = self.G.synthesis(ws)
         penalties, _ = self.path_length(images, ws, self.loss_scale)
         return (images[:, 0, 0, 0] * 0 + penalties * self.pl_weight).mean(), penalties.mean().detach()
 
     # ---------------------------------------------------------------- after each G step, the progress line
     def after_d_step(self) -> None:
+        self._batch, self._images = self._images, 0
         if self.ada is not None:
             self.ada.adjust(self._batch)
 
@@ -266,16 +273,31 @@ class StyleGAN2(System):
             modules["ada"] = self.ada
         return modules
 
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        """What trainer.init_from takes from another run (or a gantrain-import run): G, D and the EMA copy."""
+        return {"generator": self.G, "discriminator": self.D} | ({"ema": self.ema} if self.ema is not None else {})
+
+    def after_init_from(self, loaded: list[str]) -> None:
+        """An EMA the source run did not have starts as the loaded G."""
+        if self.ema is not None and "ema" not in loaded:
+            self.ema.reset(self.G)
+            loaded = [*loaded, "ema"]
+        super().after_init_from(loaded)
+
     def g_parameters(self):
-        return self.G.parameters()
+        """G's parameters less the mapping network's when it is frozen (model.generator.freeze_mapping)."""
+        return (p for p in self.G.parameters() if p.requires_grad)
 
     def d_parameters(self):
-        return self.D.parameters()
+        """D's parameters less its frozen blocks' (model.discriminator.freeze)."""
+        return (p for p in self.D.parameters() if p.requires_grad)
 
     def trained_networks(self) -> list[nn.Module]:
         """G's two halves apart (as official DDP wraps them), so that path length can differentiate synthesis
-        with respect to ws while both halves' gradients are still averaged across processes."""
-        return [self.G.mapping, self.G.synthesis, self.D]
+        with respect to ws while both halves' gradients are still averaged across processes; a frozen mapping
+        network is not trained."""
+        networks = [self.G.mapping, self.G.synthesis, self.D]
+        return [net for net in networks if any(p.requires_grad for p in net.parameters())]
 
 
 class StyleGAN2Decoder(nn.Module):

@@ -126,6 +126,16 @@ def log_agreement(modules: list[nn.Module]) -> None:
         log.info("weights %s on %d ranks", "identical" if weights_agree(modules) else "DIFFER", world_size())
 
 
+class OneProcess:
+    """What Replicas offers the Trainer, for a single process: no wrappers to take off, no all-reduce to hold."""
+
+    def unwrapped(self):
+        return contextlib.nullcontext()
+
+    def no_sync(self, params: list[nn.Parameter]):
+        return contextlib.nullcontext()
+
+
 class Replicas:
     """The system's trained networks wrapped in DDP in place, and unwrapped again for checkpoints."""
 

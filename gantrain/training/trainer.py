@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -53,11 +52,13 @@ class Trainer:
         self.main = self.rank == 0  # rank 0 writes the run directory; the other ranks only train
         self.device = distributed.device_for_rank(resolve_device(settings.device))
         self.memory_format = prepare_networks(system, settings, self.device)
-        self.replicas = None
+        self.replicas = distributed.OneProcess()  # DDP's wrappers, or nothing to wrap: no_sync() and unwrapped()
         if self.world > 1:  # DDP: same start everywhere (rank 0's weights), a different noise stream per rank
             self.replicas = distributed.Replicas(system, system.trained_networks(), self.device, settings.sync_bn)
             torch.manual_seed(seed + 1_000_003 * self.rank)
-        self.g_step, self.d_step = optimizer_steps(system, settings, make_opt_g, make_opt_d, self.device)
+        # trainer.grad_accum: no all-reduce of any network's gradients before a step's last micro-batch
+        hold = lambda: self.replicas.no_sync(self.g_params + self.d_params)  # noqa: E731
+        self.g_step, self.d_step = optimizer_steps(system, settings, make_opt_g, make_opt_d, self.device, hold)
         self.g_params, self.d_params = self.g_step.params, self.d_step.params
         self.opt_g, self.scaler_g, self.opt_d, self.scaler_d = (self.g_step.optimizer, self.g_step.scaler,
                                                                 self.d_step.optimizer, self.d_step.scaler)
@@ -120,19 +121,19 @@ class Trainer:
         linear_decay([self.opt_g, self.opt_d], self.step, self.settings)
         self.system.step = self.step  # lazy penalties and EMA start follow the step count
         measure = (self.step + 1) % self.settings.log_every == 0
-        lazy = {name for name, every in self.system.lazy_intervals().items() if self.step % every == 0}
         for i in range(self.settings.n_critic):
             batch = to_memory_format(next(self.batches), self.memory_format)
-            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
-            with self.no_sync(self.g_params) if i < self.settings.n_critic - 1 else contextlib.nullcontext():
+            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through: the
+            # last D step's, or none with trainer.grad_accum (the G step makes its micro-batches' fakes again)
+            g_quiet = i < self.settings.n_critic - 1 or self.settings.grad_accum > 1
+            with self.replicas.no_sync(self.g_params) if g_quiet else contextlib.nullcontext():
                 self.meter.add(self.d_step(self.system, self.system.d_loss, batch, self.watch, measure))
             self.system.after_d_step()
-        if "D" in lazy:  # lazy regularisation, an optimizer step of its own (System.lazy_intervals)
-            self.meter.add(self.d_step(self.system, partial(self.system.reg_loss, "D"), batch, self.watch, False))
-        with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce
+        with self.replicas.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce
             self.meter.add(self.g_step(self.system, self.system.g_loss, batch, self.watch, measure, self.d_params))
-            if "G" in lazy:
-                self.meter.add(self.g_step(self.system, partial(self.system.reg_loss, "G"), batch, self.watch, False, self.d_params))
+        for name in (n for n, every in self.system.lazy_intervals().items() if self.step % every == 0):
+            update, frozen = (self.d_step, ()) if name == "D" else (self.g_step, self.d_params)  # System.lazy_intervals
+            self.meter.add(update(self.system, partial(self.system.reg_loss, name), batch, self.watch, False, frozen))
         self.step += 1
         self.watch.advance()
         self.system.after_g_step(self.step)
@@ -142,13 +143,6 @@ class Trainer:
     def skipped(self) -> int:
         """Updates trainer.nan_policy=skip dropped."""
         return self.g_step.skipped + self.d_step.skipped
-
-    def no_sync(self, params: list[nn.Parameter]):
-        return self.replicas.no_sync(params) if self.replicas else contextlib.nullcontext()
-
-    def unwrapped(self):
-        """The networks without their DDP wrappers: what rank 0 samples, evaluates and saves."""
-        return self.replicas.unwrapped() if self.replicas else contextlib.nullcontext()
 
     def periodic(self, bar) -> None:
         if self.step % self.settings.log_every == 0:
@@ -176,7 +170,7 @@ class Trainer:
         self.check_finite()  # a diverged generator's grid would only show noise
         if not self.main:
             return
-        with self.unwrapped():
+        with self.replicas.unwrapped():
             self.logger.grid("samples", self.system.preview(self.fixed), self.step)
         log.info("step %d/%d  %s", self.step, self.settings.max_steps, progress_line(self.system, self.last_values))
 
@@ -207,7 +201,7 @@ class Trainer:
         self.logger.finish()
         if self.main:
             write_summary(self.run_dir, self.summary("stopped_early" if self.stop_reason else "finished", self.stop_reason))
-        with self.unwrapped():
+        with self.replicas.unwrapped():
             distributed.log_agreement(self.system.trained_networks())
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
                  self.run_dir / "checkpoints" / "last.pt")

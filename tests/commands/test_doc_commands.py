@@ -78,6 +78,7 @@ RUN_MADE_BY = {
     r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
     r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
     r"^gantrain-sample .*(truncation=|mode=classes)": r"^gantrain experiment=cgan_mnist ",  # normal latents, classes
+    r"trainer\.init_from=": r"^gantrain data=mnist data\.root=data data\.image_size=32 ",  # the guide's source network
 }
 # Shown commands whose outputs a later command reads.
 NEEDS = {
@@ -786,7 +787,9 @@ def test_the_check_without_running_catches_stale_commands(load_script):
 
 @pytest.mark.parametrize("command", CHECKED)
 def test_study_command_passes_its_check(command: str, load_script, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the check probes that the run directory can be made, relative to here
+    for folder in ("shared/data/MNIST/raw", "shared/data/cifar10-5k", "main"):  # the paths the studies name exist
+        (tmp_path / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "main")  # the check probes that data folders exist and the run directory can be made
     check_without_running(command, load_script)
 
 

@@ -256,8 +256,9 @@ def test_bad_input_is_one_line_with_exit_status_2(cli, case, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_hydra_full_error_shows_the_trace(cli, tmp_path):
-    proc = cli.run("gantrain", "trainer=debug", "data.image_size=48", env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+@pytest.mark.parametrize("bad", ["data.image_size=48", "optim.lr=abc"])  # refused when built; by the schema
+def test_hydra_full_error_shows_the_trace(cli, tmp_path, bad):
+    proc = cli.run("gantrain", "trainer=debug", bad, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
                    cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
