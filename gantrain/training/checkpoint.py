@@ -222,7 +222,8 @@ def check_resumable(state: dict) -> dict:
     """A checkpoint with a training state to continue (gantrain-import's hold weights only)."""
     if "optimizers" not in state:
         raise UserError(f"checkpoint {state['path']} holds imported weights without a training state, so it cannot be "
-                        f"resumed: sample, evaluate or export it, or start a new run from its weights")
+                        f"resumed: sample, evaluate or export it, or start a new run from its networks with "
+                        f"trainer.init_from={state['path']}")
     return state
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gantrain.errors import UserError
-from gantrain.models import dcgan, dcgan_keras, infogan, mlp, resnet
+from gantrain.models import dcgan, dcgan_keras, infogan, mlp, resnet, stylegan2
 
 
 @pytest.mark.parametrize("overrides, frozen", [
@@ -44,6 +44,11 @@ def test_each_block_discriminator_declares_its_blocks():
     assert trainable(infogan.Discriminator((1, 28, 28), freeze=3)) == 2  # conv, conv, FC blocks; the FC1 head trains
     assert trainable(dcgan_keras.Discriminator((3, 32, 32), capacity=4, freeze=4)) == 2
     assert trainable(resnet.Discriminator((3, 32, 32), width=8, freeze=4)) == 2  # 4 residual blocks at 32x32
+    sg2 = dict(channel_base=64, channel_max=8)
+    D = stylegan2.Discriminator((1, 32, 32), **sg2, freeze=3)  # 32x32, 16x16, 8x8 blocks; the 4x4 epilogue trains
+    assert trainable(D) == trainable(D.epilogue) == 6
+    G = stylegan2.Generator((1, 32, 32), z_dim=8, w_dim=8, mapping_layers=2, **sg2, freeze_mapping=True)
+    assert trainable(G.mapping) == 0 and trainable(G) == trainable(G.synthesis) > 0
     bn = dcgan.Discriminator((1, 32, 32), width=8, freeze=3).main[3]
     assert not bn.track_running_stats and bn.running_mean is not None  # its statistics kept, no longer updated
 
@@ -56,7 +61,7 @@ def test_each_block_discriminator_declares_its_blocks():
      "model.discriminator.freeze=-1: use 0 (every block trains) or the number of D's first blocks to freeze"),
     (lambda: mlp.BNDiscriminator((1, 28, 28), freeze=1),
      "model.discriminator.freeze=1: model=mlp_bn's discriminator has no blocks to freeze (FreezeD is for the block "
-     "discriminators of model=dcgan, resnet, infogan and dcgan_keras); drop it"),
+     "discriminators of model=dcgan, resnet, infogan, dcgan_keras and stylegan2); drop it"),
 ])
 def test_freezing_what_is_not_there_is_refused_in_one_line(build, message):
     with pytest.raises(UserError) as err:

@@ -196,3 +196,27 @@ def test_two_processes_train_it_in_step_with_lazy_steps_and_style_mixing(cli, tm
                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "weights identical on 2 ranks" in done.stdout + done.stderr
+
+
+def test_a_run_starts_from_imported_networks_with_frozen_blocks_and_mapping(imported, train, make_data, tmp_path):
+    """trainer.init_from takes a gantrain-import run; FreezeD keeps D's first block and freeze_mapping G's mapping
+    bitwise through steps with path length (measured from detached ws) and two micro-batches per step."""
+    root, _ = imported
+    data = make_data.image_tree(tmp_path / "data", classes=tuple("abcde"), per_class=2, size=16)  # 5 classes
+    sizes = ["model.conditional=true", "model.z_dim=32", "model.generator.w_dim=32", "model.generator.mapping_layers=2",
+             "model.generator.channel_base=128", "model.generator.channel_max=16", "model.discriminator.channel_base=128",
+             "model.discriminator.channel_max=16", "model.discriminator.mapping_layers=8", "model.generator.conv_clamp=8",
+             "model.discriminator.mbstd_group_size=2"]
+    tuned = train("model=stylegan2", "loss=bce", "loss.r1=0.1", "loss.r1_every=2", "model.pl_every=2", *sizes,
+                  "data=folder", f"data.root={data}", "data.image_size=16", "data.workers=0", "trainer.max_steps=2",
+                  "trainer.grad_accum=2", "model.generator.freeze_mapping=true", "model.discriminator.freeze=1",
+                  f"trainer.init_from={root / 'run'}", base=("trainer=debug",), fit=False)
+    source = load_checkpoint(root / "run")
+    G, D = tuned.system.G, tuned.system.D
+    assert all(torch.equal(v, source["generator"][k]) for k, v in G.state_dict().items())
+    tuned.fit()
+    kept = {f"mapping.{k}": v for k, v in G.mapping.state_dict().items() if k != "w_avg"}  # w_avg follows G
+    assert all(torch.equal(v, source["generator"][k]) for k, v in kept.items())
+    assert all(torch.equal(v, source["discriminator"][f"blocks.0.{k}"]) for k, v in D.blocks[0].state_dict().items())
+    assert not torch.equal(G.synthesis.blocks[1].conv0.weight, source["generator"]["synthesis.blocks.1.conv0.weight"])
+    assert load_checkpoint(tuned.run_dir)["init_from"]["networks"] == ["generator", "discriminator", "ema"]
