@@ -179,7 +179,7 @@ class Trainer:
         if not self.main:
             return
         trained_for = self.clock.training_seconds()  # the time-to-quality curve's x: training only
-        with self.clock.evaluating(), self.unwrapped():
+        with self.clock.evaluating(), self.replicas.unwrapped():
             values = self.evaluator(self.system, self.step)
         log_evaluation(self.logger, values, self.clock.last_eval_seconds, self.clock.eval_share(), self.step)
         improved = self.objective.record(self.step, trained_for, values)
