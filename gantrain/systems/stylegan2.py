@@ -101,11 +101,10 @@ class StyleGAN2(System):
             ws = torch.where(later, mixed, ws)
         return ws
 
-    def fakes(self, n: int) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(images (n, C, H, W), their ws, their labels or None) from G in its training mode (w_avg moves)."""
+    def fakes(self, n: int) -> tuple[Tensor, Tensor | None]:
+        """(images (n, C, H, W), their labels or None) from G in its training mode (w_avg moves)."""
         labels = self.random_labels(n)
-        ws = self.mapped(n, labels)
-        return self.G.synthesis(ws), ws, labels
+        return self.G.synthesis(self.mapped(n, labels)), labels
 
     def critic(self, images: Tensor, labels: Tensor | None) -> Tensor:
         """D's logits (B,) of images seen through ADA (when it is on), in D's step and in G's."""
@@ -120,7 +119,7 @@ class StyleGAN2(System):
         real_labels = batch.get("label") if self.num_classes else None
         self._images += real.shape[0]
         with torch.no_grad():
-            fake, _, fake_labels = self.fakes(real.shape[0])
+            fake, fake_labels = self.fakes(real.shape[0])
         real_logits, fake_logits = self.critic(real, real_labels), self.critic(fake, fake_labels)
         loss = self.loss.d(real_logits, fake_logits)
         stats = {"D(x)": self.loss.output(real_logits.detach()).mean(),
@@ -136,7 +135,7 @@ class StyleGAN2(System):
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, Stats]:
         """G's loss through the just-updated (frozen) D, on a fresh batch of fakes."""
-        fake, _, labels = self.fakes(batch["real"].shape[0])
+        fake, labels = self.fakes(batch["real"].shape[0])
         fake_logits = self.critic(fake, labels)
         loss = self.loss.g(fake_logits)
         stats = {"loss/G": loss.detach()}
@@ -194,7 +193,7 @@ class StyleGAN2(System):
 
     def after_g_step(self, step: int) -> None:
         """The EMA with this step's decay: batch (all processes) images against the half-life, from the images seen
-        before this step."""
+        before this step (one batch a step: the official loop's n_critic of 1)."""
         if self.ema is not None:
             batch = self._batch * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
             self.ema.update(self.G, step, half_life_decay(batch, (step - 1) * batch, self.ema_kimg, self.ema_rampup))
