@@ -1,7 +1,7 @@
 """The console commands and what only they do: the command-line pre-check, exit statuses, sweep callbacks and
 torchrun's arguments. The only place that maps errors to exit statuses."""
 
-from gantrain.cli.commands import evaluate, export, report, sample, train  # noqa: F401  (the entry points)
+from gantrain.cli.commands import evaluate, export, report, sample, search, train  # noqa: F401  (the entry points)
 from gantrain.moved import attribute_of_moved_module
 
 

@@ -8,6 +8,7 @@ multi-line errors into one line with the closest valid name. It keeps no list of
 
 import argparse
 import difflib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from gantrain.config.build import check_config
 from gantrain.config.migration import explain_moved_key
 from gantrain.config.schema import trainer_settings
 from gantrain.errors import UserError
+from gantrain.search import SWEEPER
 
 
 def hydra_flags() -> argparse.ArgumentParser:
@@ -174,9 +176,12 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def check_search(cfg: DictConfig) -> None:
-    """A sweeper that optimises (Optuna) needs each run to return a value: the best of its evaluations."""
-    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
-    if "optuna" in sweeper.lower() and not OmegaConf.select(cfg, "trainer.eval_every", default=None):
+    """A search (hydra/sweeper=search) needs Optuna, and each run must return a value: the best of its evaluations."""
+    if OmegaConf.select(cfg, "hydra.sweeper._target_", default="") != SWEEPER:
+        return
+    if importlib.util.find_spec("optuna") is None:
+        raise UserError("a search needs Optuna: pip install \"gantrain[sweep]\"")
+    if not OmegaConf.select(cfg, "trainer.eval_every", default=None):
         raise UserError(f"a search optimises trainer.best_metric ({cfg.trainer.best_metric}), which needs evaluations: "
                         f"add trainer.eval_every=N (and metrics.num_samples=... to keep them quick)")
 

@@ -1,7 +1,5 @@
 """The `${gantrain_...:}` resolvers gantrain's configs use, registered with OmegaConf when gantrain.config is imported."""
 
-import hashlib
-
 from omegaconf import OmegaConf
 
 from gantrain.training.checkpoint import run_dir_of
@@ -19,17 +17,12 @@ def hydra_subdir(resume, stamp: str) -> str:
     return f".hydra/resume-{stamp}" if run_dir_of(resume) else ".hydra"
 
 
-def trial_dir(overrides) -> str:
-    """A search trial's directory: a digest of its overrides (the same parameters, the same directory)."""
-    return "trial-" + hashlib.sha1(str(overrides).encode()).hexdigest()[:10]
-
-
 def times(value, factor) -> float:
     """${gantrain_times:${..lr},2.3}: a value that follows another, scaled (the default recipe's G learning rate)."""
     return float(value) * float(factor)
 
 
-RESOLVERS = {"gantrain_run_dir": run_dir, "gantrain_hydra_subdir": hydra_subdir, "gantrain_trial_dir": trial_dir,
+RESOLVERS = {"gantrain_run_dir": run_dir, "gantrain_hydra_subdir": hydra_subdir,
              "gantrain_direction": lambda metric: direction(str(metric)), "gantrain_times": times}
 for name, resolver in RESOLVERS.items():
     OmegaConf.register_new_resolver(name, resolver, replace=True)
