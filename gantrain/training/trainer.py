@@ -203,12 +203,13 @@ class Trainer:
             self.evaluate()
         if self.saved_step != self.step:
             self.save()
-        self.logger.finish()
+        # a run the pruner stopped before its end (a verdict at the last step ends nothing)
+        pruned = self.objective.pruned_at is not None and self.objective.pruned_at < self.settings.max_steps
+        summary = self.summary("pruned" if pruned else "stopped_early" if self.stop_reason else "finished",
+                               self.stop_reason)
+        self.logger.finish(summary)  # a tracking store keeps the run's outcome too
         if self.main:
-            # a run the pruner stopped before its end (a verdict at the last step ends nothing)
-            pruned = self.objective.pruned_at is not None and self.objective.pruned_at < self.settings.max_steps
-            status = "pruned" if pruned else "stopped_early" if self.stop_reason else "finished"
-            write_summary(self.run_dir, self.summary(status, self.stop_reason))
+            write_summary(self.run_dir, summary)
         with self.unwrapped():
             distributed.log_agreement(self.system.trained_networks())
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",
