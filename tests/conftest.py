@@ -16,6 +16,8 @@ Fixtures (tests ask for them by name; nothing here is imported by a test):
                    fresh folder unless given); base=() for a preset of one's own, fit=False to get it untrained
     tiny_run       a 4-step run of the tiny GAN on the bundled digits, trained once per session: read it only
                    (copy it before resuming or writing into it)
+    mlflow_store   mlflow_store(folder) -> folder, holding an empty MLflow SQLite store (mlflow.db) made once a session:
+                   MLflow's own first start of a store runs its schema migrations (seconds)
     cli            cli.run(*argv, cwd=..., env=None, timeout=300, check=False) -> subprocess.CompletedProcess and
                    cli.start(*argv, cwd=..., env=None) -> a process to signal, kill and wait for: argv is a console
                    script (`gantrain`, `gantrain-sample`, `gantrain-eval`) or what follows `python` (`-c CODE`,
@@ -257,6 +259,24 @@ def tiny_run(train) -> Path:
     """4 steps (trainer=debug) of the tiny GAN on the bundled digits, checkpointed at steps 2 and 4: for tests that
     only read a run (sample it, load or doctor its checkpoint, resume it elsewhere). Copy it to write into it."""
     return train().run_dir
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    """mlflow_store(folder) -> folder with a copy of an empty, migrated MLflow store as folder/mlflow.db (logger=mlflow's
+    store for a run or a sweep in that folder); skipped where MLflow is not installed."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    template = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # creates and migrates the tables
+
+    def store(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(template, folder / "mlflow.db")
+        return folder
+
+    return store
 
 
 # ------------------------------------------------------------------ DataLoader workers left running

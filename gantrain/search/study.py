@@ -79,8 +79,8 @@ def open_storage(url: str, heartbeat_interval: int | None = 60, grace_period: in
                       heartbeat_stale_trial_callback=retry)
 
 
-def has_heartbeat(study: optuna.Study) -> bool:
-    storage = study._storage
+def has_heartbeat(storage) -> bool:
+    """Whether the storage (as open_storage made it: a study wraps it in a cache) beats heartbeats."""
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
@@ -117,22 +117,22 @@ def fail_and_retry(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> No
         study.tell(trial.number, state=TrialState.FAIL)
     except (RuntimeError, ValueError):  # already finished or failed by another worker (it saw the heartbeat stop)
         return
-    retry(study, study._storage.get_trial(trial._trial_id))
+    retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
+def fail_stale_trials(study: optuna.Study, storage) -> None:
     """Trials whose worker's heartbeat stopped: failed and queued again (the storage's callback, `retry`)."""
-    if has_heartbeat(study):
+    if has_heartbeat(storage):
         optuna.storages.fail_stale_trials(study)
 
 
 @contextmanager
-def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
+def heartbeats(storage, trials: list[optuna.Trial]) -> Iterator[None]:
     """While trials train: record their heartbeats from this worker (RDB storages; nothing for a journal file)."""
-    if not has_heartbeat(study) or not trials:
+    if not has_heartbeat(storage) or not trials:
         yield
         return
-    storage, stop = study._storage, threading.Event()
+    stop = threading.Event()
 
     def beat() -> None:
         while True:

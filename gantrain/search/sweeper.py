@@ -57,7 +57,7 @@ class SearchWorker:
             if jobs is None:
                 break
             trials = [trial for trial, _ in batch] if batch else []
-            with studies.heartbeats(study, trials) if study else nullcontext():
+            with studies.heartbeats(self.storage, trials) if study else nullcontext():
                 try:
                     returns = self.launcher.launch([fixed + overrides for overrides in jobs], self.job_idx)
                 except BaseException:  # stopped (Ctrl-C, SIGTERM): the trials are queued again, to resume
@@ -86,8 +86,8 @@ class SearchWorker:
     def open_study(self) -> optuna.Study:
         for attempt in range(3):  # workers started together may race to create the tables of a new database
             try:
-                storage = studies.open_storage(self.storage_url, self.heartbeat_interval, self.grace_period)
-                study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                self.storage = studies.open_storage(self.storage_url, self.heartbeat_interval, self.grace_period)
+                study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
                                             pruner=self.pruner, direction=self.direction, load_if_exists=True)
                 break
             except Exception as err:  # noqa: BLE001  (the third attempt raises it)
@@ -100,7 +100,7 @@ class SearchWorker:
     def next_batch(self, study: optuna.Study, space: dict) -> list[tuple[optuna.Trial, list[str]]] | None:
         """The next trials to run here, with their overrides; None when this worker is done."""
         while True:
-            studies.fail_stale_trials(study)  # trials of dead workers, queued again to be resumed
+            studies.fail_stale_trials(study, self.storage)  # trials of dead workers, queued again to be resumed
             finished = studies.count(study, *studies.FINISHED)
             running = studies.count(study, TrialState.RUNNING)
             free = self.n_trials - finished - running
@@ -112,7 +112,7 @@ class SearchWorker:
                 return None
             if free > 0:
                 return [self.ask(study, space) for _ in range(min(self.n_jobs, free))]
-            if not studies.has_heartbeat(study):  # the running trials are other workers' (nothing notices a dead one)
+            if not studies.has_heartbeat(self.storage):  # the running trials are other workers' (none notices a dead one)
                 return None
             time.sleep(self.heartbeat_interval)  # until one finishes, or its worker's heartbeat stops
 
