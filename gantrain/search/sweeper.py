@@ -40,7 +40,7 @@ class SearchWorker:
         self.n_trials, self.n_jobs, self.sampler, self.pruner = int(n_trials), int(n_jobs), sampler, pruner
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
-        self.job_idx, self.failures = 0, 0
+        self.job_idx, self.failures, self.seen = 0, 0, None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.config = config
@@ -104,8 +104,10 @@ class SearchWorker:
             finished = studies.count(study, *studies.FINISHED)
             running = studies.count(study, TrialState.RUNNING)
             free = self.n_trials - finished - running
-            log.info("study %s: %d of n_trials=%d trials finished, %d running, %d to go", self.study_name, finished,
-                     self.n_trials, running, max(free, 0))
+            if (finished, running) != self.seen:  # said once per change, not at every look while waiting
+                self.seen = (finished, running)
+                log.info("study %s: %d of n_trials=%d trials finished, %d running, %d to go", self.study_name,
+                         finished, self.n_trials, running, max(free, 0))
             if finished >= self.n_trials or self.failures >= self.n_trials:
                 if self.failures >= self.n_trials:
                     log.error("%d trials failed here: stopping (their FAILED files say why)", self.failures)
