@@ -1,9 +1,11 @@
 """A search space written as Hydra sweep overrides, as Optuna distributions, and a trial's values back as overrides.
 
 The syntax is Hydra's (and that of the Optuna sweeper plugin gantrain used before): `key=tag(log, interval(a, b))`
-is log-uniform, `interval(a, b)` uniform (integers when both ends are), `choice(a, b)` and `a,b` categorical,
+is log-uniform, `interval(a, b)` uniform (integers with `int(interval(a, b))`), `choice(a, b)` and `a,b` categorical,
 `range(a, b, step)` integers (or floats) on a grid. Any other override is fixed: every trial gets it as written.
 """
+
+import math
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
@@ -21,11 +23,11 @@ def distribution(override: Override) -> BaseDistribution:
             return IntDistribution(low, high, log=log)
         return FloatDistribution(float(low), float(high), log=log)
     if override.is_range_sweep() and not value.shuffle:
+        # range's end is exclusive, Optuna's inclusive: the last value range() gives
+        last = value.start + value.step * math.ceil((value.stop - value.start) / value.step - 1)
         if any(isinstance(x, float) for x in (value.start, value.stop, value.step)):
-            # range's end is exclusive, FloatDistribution's inclusive: the last value range() gives
-            last = value.start + value.step * (int((value.stop - value.start) / value.step - 1e-9))
             return FloatDistribution(value.start, last, step=value.step)
-        return IntDistribution(int(value.start), int(value.stop) - 1, step=int(value.step))
+        return IntDistribution(int(value.start), int(last), step=int(value.step))
     # choice(...), a,b,c and shuffled ranges: the values as Hydra writes them back (quoted where they must be)
     return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
 

@@ -42,17 +42,25 @@ class SeededTPESampler(optuna.samplers.TPESampler):
         super().__init__(seed=seed, **kwargs)
         self.base_seed = 0 if seed is None else seed
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
+    def reseed(self, study: optuna.Study, trial: FrozenTrial, key: str) -> None:
         trials = study.get_trials(deepcopy=False)
         retried = {t.system_attrs.get("retry_of") for t in trials}
-        finished = sum(t.state in FINISHED or (t.state == TrialState.FAIL and t.number not in retried) for t in trials)
+        ended = sum(t.state in FINISHED or (t.state == TrialState.FAIL and t.number not in retried) for t in trials)
         running = sorted(t.number for t in trials if t.state == TrialState.RUNNING)
         place = running.index(trial.number) if trial.number in running else 0
-        seed = (self.base_seed * 1_000_003 + (finished + place) * 7919 + zlib.crc32(param_name.encode())) % 2**32
+        seed = (self.base_seed * 1_000_003 + (ended + place) * 7919 + zlib.crc32(key.encode())) % 2**32
         # TPE draws from its own generator and, for its first trials, from a random sampler's (both optuna's
         # LazyRandomState): reseeded here, before every draw
         self._rng.rng.seed(seed)
         self._random_sampler._rng.rng.seed(seed)
+
+    def sample_relative(self, study, trial, search_space):
+        # Optuna 5's TPE draws all parameters together (multivariate) once it has enough trials
+        self.reseed(study, trial, " ".join(sorted(search_space)))
+        return super().sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        self.reseed(study, trial, param_name)
         return super().sample_independent(study, trial, param_name, param_distribution)
 
 

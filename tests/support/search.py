@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,13 +32,14 @@ def postgres_bin() -> Path | None:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(folder: Path) -> Iterator[str]:
-    """A PostgreSQL server of its own (a new cluster in `folder`, on a free port of 127.0.0.1, no fsync), stopped and
-    deleted at the end; yields its SQLAlchemy URL. As root the server runs as the `postgres` user (it refuses root)."""
+def throwaway_cluster() -> Iterator[str]:
+    """A PostgreSQL server of its own (a new cluster in a fresh folder of the system's temporary directory, on a free
+    port of 127.0.0.1, no fsync), stopped and deleted at the end; yields its SQLAlchemy URL. As root the server runs as
+    the `postgres` user, which refuses root's private folders (pytest's tmp_path among them)."""
     programs = postgres_bin()
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="gantrain-postgres-"))
     data = folder / "pgdata"
-    folder.mkdir(parents=True, exist_ok=True)
     if as_user:
         shutil.chown(folder, "postgres")
     with socket.socket() as probe:
@@ -45,13 +47,17 @@ def throwaway_cluster(folder: Path) -> Iterator[str]:
         port = probe.getsockname()[1]
 
     def run(*argv: str) -> None:
-        subprocess.run([*as_user, *argv], check=True, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*as_user, *argv], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
-    run(str(programs / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    run(str(programs / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        run(str(programs / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        run(str(programs / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            run(str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
-        run(str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
