@@ -262,14 +262,21 @@ def tiny_run(train) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory):
+def mlflow_store():
     """mlflow_store(folder) -> folder with a copy of an empty, migrated MLflow store as folder/mlflow.db (logger=mlflow's
-    store for a run or a sweep in that folder); skipped where MLflow is not installed."""
+    store for a run or a sweep in that folder); skipped where MLflow is not installed. The store is made once for the
+    whole session, whichever worker asks first (the others wait for it), in the session's cache folder."""
     pytest.importorskip("mlflow")
-    from mlflow.tracking import MlflowClient
+    import fcntl
 
-    template = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # creates and migrates the tables
+    template = Path(os.environ["GANTRAIN_CACHE"]) / "mlflow-template.db"
+    with open(template.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.is_file():
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=f"sqlite:///{template}.new").search_experiments()  # makes and migrates the tables
+            os.replace(f"{template}.new", template)
 
     def store(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

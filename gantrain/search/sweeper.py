@@ -43,7 +43,6 @@ class SearchWorker:
         self.job_idx, self.failures, self.seen = 0, 0, None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from support import REPO
 from support.search import postgres_bin, throwaway_cluster
 
-from gantrain.config.build import build_trainer, instantiate
+from gantrain.config.build import instantiate
 from gantrain.errors import UserError
 from gantrain.search import study as studies
 from gantrain.search.report import find_runs
@@ -49,19 +49,20 @@ gantrain.cli.search()
 """
 
 
-def worker_argv(tiny, storage: str, sweep: Path) -> list[str]:
+def worker_argv(tiny, storage: str, sweep: Path, n_trials: int) -> list[str]:
     return [*tiny, "trainer.max_steps=6", *QUICK_EVAL, "optim.generator.lr=tag(log, interval(1e-5, 1e-3))",
-            f"hydra.sweeper.n_trials={N_TRIALS}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={sweep}",
+            f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={sweep}",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
             "hydra/sweeper/pruner=none", "hydra.sweeper.pruner._target_=support.search.PruneOddFolders"]
 
 
-def two_workers(cli, tiny, storage: str, folder: Path, kill: bool) -> tuple[Path, list]:
+def two_workers(cli, tiny, storage: str, folder: Path, kill: bool, n_trials: int = N_TRIALS,
+                extra: tuple = ()) -> tuple[Path, list]:
     """Two `gantrain-search` processes on one study (the first killed in its second trial when `kill`): the search
     folder and both processes' (exit status, log)."""
     sweep = folder / "search"
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
-    argv = worker_argv(tiny, storage, sweep)
+    argv = [*worker_argv(tiny, storage, sweep, n_trials), *extra]
     first = cli.start("-c", KILL_IN_SECOND_TRIAL, *argv, cwd=folder, env=env) if kill else \
         cli.start("gantrain-search", *argv, cwd=folder, env=env)
     second = cli.start("gantrain-search", *argv, cwd=folder, env=env)
@@ -73,7 +74,7 @@ def two_workers(cli, tiny, storage: str, folder: Path, kill: bool) -> tuple[Path
     return sweep, done
 
 
-def check_shared_study(storage: str, sweep: Path, workers: list, killed: bool) -> None:
+def check_shared_study(storage: str, sweep: Path, workers: list, killed: bool, n_trials: int = N_TRIALS) -> None:
     """Exactly n_trials finished trials, each trained once (a killed one resumed, not restarted), both workers busy,
     pruned trials ended at their pruning step and their worker went on to another trial."""
     (first_status, first_log), (second_status, second_log) = workers
@@ -82,7 +83,7 @@ def check_shared_study(storage: str, sweep: Path, workers: list, killed: bool) -
     study = optuna.load_study(study_name="gantrain", storage=studies.open_storage(storage, None, None))
     finished = [t for t in study.get_trials() if t.state in studies.FINISHED]
     folders = sorted(t.user_attrs["run_folder"] for t in finished)
-    assert folders == [f"trial-{n:04d}" for n in range(N_TRIALS)], [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
+    assert folders == [f"trial-{n:04d}" for n in range(n_trials)], [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
     for trial in finished:  # the pruner's verdict reached the study, and the run's summary says the same
         pruned = int(trial.user_attrs["run_folder"][-4:]) % 2 == 1
         summary = json.loads((sweep / trial.user_attrs["run_folder"] / "summary.json").read_text())
@@ -112,10 +113,24 @@ def test_two_workers_share_a_sqlite_study_and_one_resumes_a_killed_workers_trial
     check_dashboard(storage)
 
 
-def test_two_workers_share_a_journal_file(cli, tiny, tmp_path):
+def test_two_workers_share_a_journal_file_and_log_to_one_mlflow_store(cli, tiny, tmp_path, mlflow_store):
+    """Without the kill (a journal file has no heartbeat), and with logger=mlflow: the two processes write their trials'
+    runs to one SQLite store in the search's folder, one experiment, one MLflow run per trial."""
     storage = str(tmp_path / "search" / "journal.log")
-    sweep, workers = two_workers(cli, tiny, storage, tmp_path, kill=False)
-    check_shared_study(storage, sweep, workers, killed=False)
+    mlflow_store(tmp_path / "search")
+    sweep, workers = two_workers(cli, tiny, storage, tmp_path, kill=False, n_trials=3, extra=("logger=mlflow",))
+    check_shared_study(storage, sweep, workers, killed=False, n_trials=3)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    assert experiment.name == str(sweep) and sorted(runs) == ["trial-0000", "trial-0001", "trial-0002"]
+    for name, run in runs.items():
+        pruned = name == "trial-0001"
+        assert run.info.status == "FINISHED" and run.data.tags["status"] == ("pruned" if pruned else "finished")
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "metrics/fid")] == ([2, 4] if pruned else [2, 4, 6])
+        assert run.data.params["optim.generator.lr"]  # the searched value, as an hyperparameter
 
 
 def test_two_workers_share_a_postgresql_study_and_one_resumes_a_killed_workers_trial(cli, tiny, tmp_path):
@@ -148,25 +163,6 @@ def check_dashboard(storage: str) -> None:
 
 
 # ------------------------------------------------------------------ pruning through the run's clean early stop
-def prune_at(step: int, calls: list):
-    def report(at: int, value: float) -> bool:
-        calls.append((at, value))
-        return at >= step
-    return report
-
-
-def test_a_pruned_run_ends_cleanly_with_status_pruned(compose, tiny, tmp_path):
-    calls = []
-    trainer = build_trainer(compose(*tiny, *QUICK_EVAL, "trainer.max_steps=8"), tmp_path / "run",
-                            report=prune_at(4, calls))
-    trainer.fit()
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert [step for step, _ in calls] == [2, 4] and summary["status"] == "pruned" and summary["steps"] == 4
-    assert summary["reason"].startswith("pruned by the search at step 4")
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
-    assert (tmp_path / "run" / "final.png").is_file() and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
-
-
 DDP_PRUNE = """
 import json, sys
 import gantrain.cli
@@ -183,13 +179,20 @@ with session(), initialize_config_module("gantrain.configs", version_base="1.3")
 """
 
 
-def test_under_ddp_rank_0_reports_and_every_rank_stops_at_its_step(cli, tiny, tmp_path):
+def test_a_pruned_run_ends_cleanly_and_under_ddp_rank_0_reports_and_every_rank_stops(cli, tiny, tmp_path):
+    """The report callback the search passes (here: prune at step 4) ends a 2-rank run at step 4 on both ranks, through
+    the clean early stop; rank 0 alone evaluates, so it alone reports."""
     proc = cli.run_ranks(2, "-c", DDP_PRUNE, *tiny, *QUICK_EVAL, "trainer.max_steps=8", cwd=tmp_path,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks == [{"step": 4, "calls": [2, 4]}, {"step": 4, "calls": []}]
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "pruned"
+    run = tmp_path / "run"  # ended the clean way: summary, last checkpoint, grids
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "pruned" and summary["steps"] == 4
+    assert summary["reason"].startswith("pruned by the search at step 4")
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+    assert (run / "final.png").is_file() and (run / "checkpoints" / "best.pt").is_file()
 
 
 # ------------------------------------------------------------------ the study's parts

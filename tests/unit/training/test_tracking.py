@@ -1,7 +1,6 @@
 """logger=mlflow: a run's scalars, grids, hyperparameters and summary in a real MLflow store, read back with MLflow's own
-client; a resumed run continues its MLflow run; two processes of one sweep write to one SQLite store."""
-
-import json
+client; a resumed run continues its MLflow run. Two processes writing to one store: tests/unit/search/test_workers.py
+(the search workers of its journal-file test log to MLflow)."""
 
 import pytest
 
@@ -46,20 +45,3 @@ def test_a_run_logs_to_mlflow_and_its_resumed_session_continues_the_same_mlflow_
     client, again = only_run(run_dir)  # the same MLflow run, not a second one
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
     assert steps(client, again, "loss/D") == [2, 4, 6] and again.data.metrics["summary/steps"] == 6
-
-
-def test_two_processes_of_a_sweep_share_one_store_and_experiment(cli, tiny, tmp_path, mlflow_store):
-    """Two jobs of one sweep folder, in two processes at once: one SQLite store (in the sweep's folder), one
-    experiment, two complete MLflow runs."""
-    sweep = mlflow_store(tmp_path / "sweep")
-    jobs = [cli.start("gantrain", "-m", *tiny, "logger=mlflow", f"seed={seed}", f"hydra.sweep.dir={sweep}",
-                      f"hydra.sweep.subdir=job{seed}", cwd=tmp_path) for seed in (0, 1)]
-    for job in jobs:
-        assert job.wait(240) == 0, job.communicate()
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")
-    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
-    runs = client.search_runs([experiment.experiment_id])
-    assert experiment.name == str(sweep) and sorted(r.info.run_name for r in runs) == ["job0", "job1"]
-    for run in runs:
-        assert run.info.status == "FINISHED" and steps(client, run, "loss/G") == [2, 4]
-        assert json.loads((sweep / run.info.run_name / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
