@@ -115,7 +115,7 @@ class SearchWorker:
                 return [self.ask(study, space) for _ in range(min(self.n_jobs, free))]
             if not studies.has_heartbeat(self.storage):  # the running trials are other workers' (none notices a dead one)
                 return None
-            time.sleep(self.heartbeat_interval)  # until one finishes, or its worker's heartbeat stops
+            time.sleep(min(self.heartbeat_interval, 5))  # until one finishes, or its worker's heartbeat stops
 
     def ask(self, study: optuna.Study, space: dict) -> tuple[optuna.Trial, list[str]]:
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: this loop beats them
