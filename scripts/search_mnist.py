@@ -77,7 +77,7 @@ def search(args, name: str, pruner: str) -> dict:
 
 
 def searched_overrides(best: dict) -> list[str]:
-    """The best trial's searched values (its overrides on the keys of the space)."""
+    """The best trial's values on the keys of the space (searched and fixed alike: the retrained runs need both)."""
     keys = {o.split("=", 1)[0] for o in SPACE}
     return [o for o in best["overrides"] if o.split("=", 1)[0] in keys]
 
@@ -129,7 +129,7 @@ def write_doc(args, pruned, unpruned, best, found, scores) -> None:
         f"`{pruned['folder']}/report.html`.",
         (f"2. The same search without pruning (`hydra/sweeper/pruner=none`): **{unpruned['seconds'] / 60:.1f} min**."
          if unpruned else "2. The search without pruning was skipped (--no-unpruned)."),
-        f"3. The best trial ({best['best']['metric']} {best['best']['value']:.2f} at step {best['best']['step']}): "
+        f"3. The best trial ({best['best']['metric']} {best['best']['value']:.4g} at step {best['best']['step']}): "
         f"`{' '.join(found)}`.",
         f"4. Each configuration retrained with seeds {args.seeds} for {args.steps} steps and its final generator scored "
         f"on {args.rescore_samples} fresh samples (`gantrain-eval ... seed=1`, classifier FID):",

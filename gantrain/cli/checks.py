@@ -54,6 +54,7 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException as err:
         raise UserError(f"cannot read the command line: {first_line(err)}") from None
+    searched = any(o.is_sweep_override() for o in overrides)  # a search space on the command line
     overrides = [o for o in overrides if composable(o)]
     for o in overrides:  # a key an earlier release had elsewhere (trainer.ema): name its new place
         if moved := explain_moved_key(o.key_or_group):
@@ -66,7 +67,7 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         for line in representative_command_lines(overrides):
             cfg = compose_or_explain(config_name, line, overrides, loader)
             if args.multirun:
-                check_search(cfg)
+                check_search(cfg, searched)
             else:
                 check_values(cfg)
                 check_output_dir(cfg)
@@ -175,10 +176,14 @@ def check_values(cfg: DictConfig) -> None:
     trainer_settings(cfg.trainer)
 
 
-def check_search(cfg: DictConfig) -> None:
-    """A search (hydra/sweeper=search) needs Optuna, and each run must return a value: the best of its evaluations."""
+def check_search(cfg: DictConfig, searched: bool = True) -> None:
+    """A search (hydra/sweeper=search) needs Optuna, a space to search, and each run must return a value: the best of
+    its evaluations."""
     if OmegaConf.select(cfg, "hydra.sweeper._target_", default="") != SWEEPER:
         return
+    if not searched and not cfg.hydra.sweeper.params:
+        raise UserError("the search has nothing to search: give a space such as 'optim.lr=tag(log, interval(1e-5, "
+                        "1e-3))' or 'loss=choice(bce, lsgan)', or use hydra/sweeper=gan_search")
     if importlib.util.find_spec("optuna") is None:
         raise UserError("a search needs Optuna: pip install \"gantrain[sweep]\"")
     if not OmegaConf.select(cfg, "trainer.eval_every", default=None):

@@ -21,7 +21,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from gantrain.errors import UserError
+from gantrain.errors import UserError, first_line
 from gantrain.search import study as studies
 from gantrain.search.space import as_overrides, search_space
 from gantrain.training import distributed
@@ -91,7 +91,7 @@ class SearchWorker:
                 break
             except Exception as err:  # noqa: BLE001  (the third attempt raises it)
                 if attempt == 2:
-                    raise UserError(f"hydra.sweeper.storage={self.storage_url}: {err}") from None
+                    raise UserError(f"hydra.sweeper.storage={self.storage_url}: {first_line(err)}") from None
                 time.sleep(1 + attempt)
         studies.recover_dead_workers(study)
         return study

@@ -116,6 +116,9 @@ def test_a_search_needs_evaluations():
     with pytest.raises(UserError, match=r"a search optimises trainer.best_metric \(fid\).*add trainer.eval_every=N"):
         check_command_line(["-m", "hydra/sweeper=search", "trainer=debug"])
     check_command_line(["-m", "hydra/sweeper=gan_search", "trainer=debug", "trainer.eval_every=2"])
+    with pytest.raises(UserError, match="the search has nothing to search"):
+        check_command_line(["-m", "hydra/sweeper=search", "trainer=debug", "trainer.eval_every=2"])
+    check_command_line(["-m", "hydra/sweeper=search", "trainer=debug", "trainer.eval_every=2", "loss=bce,lsgan"])
 
 
 @pytest.mark.parametrize("metric, direction", [("fid", "minimize"), ("kid", "minimize"), ("is", "maximize"),
