@@ -33,6 +33,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def is_device_name(name) -> bool:
+    """Whether `name` names a device gantrain can train on (auto, cpu, cuda, cuda:N, mps), present or not."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        return True
+    try:
+        return torch.device(name).type in ("cpu", "cuda", "mps")
+    except RuntimeError:
+        return False
+
+
 def device_for_sweep_job(name: str, job_num: int) -> str:
     """trainer.device for job `job_num` of a sweep: on a machine with several GPUs, `auto` or `cuda` becomes
     cuda:(job_num mod GPU count), so jobs running side by side (hydra/launcher=parallel with n_jobs up to

@@ -261,7 +261,8 @@ def make_celeba_like(out: Path, source: Path, count: int) -> Path:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", nargs="*", default=["dcgan64", "mnist"], choices=["dcgan64", "mnist"])
     parser.add_argument("--steps", type=int, default=20, help="measured steps per row")
@@ -274,7 +275,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="the baselines' DataLoader workers")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul that measures the peak")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
     images = Path(args.images).resolve() if args.images else data / "cifar10-5k"
     batch = args.batch_size

@@ -61,14 +61,19 @@ def bench(overrides: list[str], steps: int, rounds: int, device: str) -> tuple[f
     return statistics.median(rates[False]), statistics.median(rates[True])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cifar", default="../shared/data/cifar10-5k", help="a folder of RGB images (class folders)")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     print(f"| model | contiguous steps/s | channels_last steps/s | ratio |\n|---|---|---|---|")
     for name in args.cases:
         overrides = [o.format(cifar=args.cifar) for o in CASES[name]]

@@ -96,13 +96,19 @@ def report(out: dict) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="a run directory (or checkpoint) of a model trained on data=digits")
     parser.add_argument("--real", action="store_true", help="check held-out real digits against the training split")
     parser.add_argument("--n", type=int, default=1797, help="samples to draw (default: as many as real digits)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the figures here too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.run and not args.real:
         parser.error("give a run directory, or --real")

@@ -1,7 +1,8 @@
 """Which BatchNorm statistics the EMA generator should be sampled with, measured over seeds.
 
 Usage: python scripts/ema_bn_study.py [--seeds 0 1 2] [--steps 1300] [--data /work/shared/data]
-           [--out outputs/ema_bn_study] [--samples 10000] [--standing 1000 2000 10000] [--doc docs/ema_bn_study.md]
+           [--out outputs/ema_bn_study] [--samples 10000] [--standing 1000 2000 10000]
+           [--doc outputs/ema_bn_study/tables.md]
 
 Each seed trains one run in-process, as `gantrain experiment=cs231n_dcgan data.root=DATA trainer.max_steps=STEPS
 trainer.amp=bf16 trainer.channels_last=true model.ema=0.999 model.ema_start=300 seed=SEED` would, and
@@ -43,14 +44,16 @@ STUDY_SEED = 12345  # noise for the standing statistics here (scoring draws from
 METRICS = (("fid", "FID", 2), ("kid", "KID x 1e3", 2), ("precision", "precision", 3), ("recall", "recall", 3))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=1300)
     p.add_argument("--ema-start", type=int, default=300)
     p.add_argument("--data", default="/work/shared/data", help="folder holding MNIST/raw")
     p.add_argument("--out", default="outputs/ema_bn_study", help="run directories and results.json")
-    p.add_argument("--doc", default="docs/ema_bn_study.md", help="where the markdown table goes")
+    p.add_argument("--doc", default="outputs/ema_bn_study/tables.md",
+                   help="where the markdown tables go (docs/studies/ema_bn.md is the study written up from them)")
     p.add_argument("--samples", type=int, default=10000, help="generated images per score")
     p.add_argument("--standing", type=int, nargs="+", default=[1000, 2000, 10000],
                    help="sample counts for standing statistics")
@@ -59,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true",
                    help="score OUT/seed_N/checkpoints/last.pt and averaged_statistics.pt of an earlier run instead of training")
     p.add_argument("overrides", nargs="*", help="extra gantrain overrides, e.g. trainer.batch_size=16")
-    return p.parse_args(argv)
+    return p
 
 
 def compose_run(args: argparse.Namespace, seed: int):
@@ -174,7 +177,7 @@ def classifier_record(evaluator: Evaluator, args: argparse.Namespace, extractor:
 
 def markdown(results: dict, seeds: list[int], meta: dict) -> str:
     names = list(next(iter(results.values())))
-    lines = ["# The EMA generator's BatchNorm statistics (issue item 8)", "",
+    lines = ["# The EMA generator's BatchNorm statistics", "",
              f"Produced by `{meta['command']}` ({meta['date']}, torch {meta['torch']}, {meta['seconds']:.0f} s).", "",
              f"Each seed trains {meta['run']}. Scores: {meta['samples']} generated images against the real set, "
              f"features of the evaluation classifier ({json.dumps(meta['classifier'])}). Mean ± sample std (ddof=1) over seeds.", ""]
@@ -191,7 +194,7 @@ def markdown(results: dict, seeds: list[int], meta: dict) -> str:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

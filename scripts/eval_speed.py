@@ -21,7 +21,8 @@ from gantrain.metrics.evaluator import Evaluator
 from gantrain.training.checkpoint import load_checkpoint
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="../shared/data", help="folder holding MNIST/raw")
     parser.add_argument("--run", default=None, help="a trained cs231n_dcgan run (default: an untrained generator)")
@@ -29,7 +30,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--real-samples", type=int, default=50000, help="real images whose features are cached")
     parser.add_argument("--classifier-epochs", default="auto", help="epochs of the evaluation classifier (auto: its default)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     with initialize_config_module("gantrain.configs", version_base="1.3"):
         cfg = compose("config", ["experiment=cs231n_dcgan", f"data.root={args.root}"])
     data = instantiate(cfg.data)

@@ -1,4 +1,4 @@
-"""Re-make the README's pictures: train each seed recipe here and copy its final grid to docs/.
+"""Re-make the README's gallery: train each seed recipe here and copy its final grid to docs/gallery/.
 
 Usage: python scripts/readme_pictures.py [name ...] [--data ../shared/data] [--steps N --out DIR]
 Runs go to outputs/readme/<name>; the wall time of each is printed. CelebA and the full CIFAR-10
@@ -35,20 +35,26 @@ def recipes(data: Path) -> dict[str, list[str]]:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--steps", type=int, default=None,
                         help="a quick check: N steps of trainer=debug per recipe instead of the recipe's length")
-    parser.add_argument("--out", default=None, help="runs in OUT/runs/<name>, pictures in OUT (default: outputs/readme, docs)")
+    parser.add_argument("--out", default=None, help="runs in OUT/runs/<name>, pictures in OUT (default: outputs/readme, docs/gallery)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     table = recipes(Path(args.data).resolve())
     unknown = sorted(set(args.names) - set(table))
     if unknown:
         parser.error(f"unknown recipe {', '.join(unknown)}; choose from {', '.join(table)}")
     out = Path(args.out).resolve() if args.out else None
-    runs, pictures = (out / "runs", out) if out else (REPO / "outputs" / "readme", REPO / "docs")
+    runs, pictures = (out / "runs", out) if out else (REPO / "outputs" / "readme", REPO / "docs" / "gallery")
     quick = [] if args.steps is None else ["trainer=debug", f"trainer.max_steps={args.steps}"]
     for name in args.names or list(table):
         run_dir = runs / name

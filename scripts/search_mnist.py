@@ -1,4 +1,4 @@
-"""The MNIST search on the worker engine: the same space and budget as the first MNIST search (docs/search_mnist.md,
+"""The MNIST search on the worker engine: the same space and budget as the first MNIST search (docs/studies/search_mnist.md,
 10 trials of 300 steps around experiment=cs231n_dcgan), run by 2 gantrain-search workers sharing one study, with
 pruning (hydra/sweeper/pruner=median) and again without it (pruner=none) for the wall time pruning saves; then the
 preset, the old search's best configuration and this search's best, each retrained with 3 seeds at the same number of
@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 PRESET = "experiment=cs231n_dcgan"
-# the first search's space (docs/search_mnist.md): gan_search's narrowed around the preset for a 300-step budget
+# the first search's space (docs/studies/search_mnist.md): gan_search's narrowed around the preset for a 300-step budget
 SPACE = ["optim.generator.lr=tag(log, interval(3e-4, 3e-3))", "optim.discriminator.lr=tag(log, interval(3e-4, 3e-3))",
          "optim.beta1=choice(0.0, 0.5)", "loss=choice(bce, lsgan, hinge)", "trainer.n_critic=1",
          "model.ema=choice(0, 0.99)", "model.ema_start=100"]
@@ -32,7 +32,8 @@ OLD_BEST = ["loss=hinge", "optim.generator.lr=0.001455", "optim.discriminator.lr
             "model.ema=0", "model.ema_start=100", "trainer.n_critic=1"]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--trials", type=int, default=10)
@@ -44,10 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=2000, help="generated images per evaluation")
     p.add_argument("--rescore-samples", type=int, default=5000, help="fresh samples for the final scores")
     p.add_argument("--out", type=Path, default=Path("outputs/search_mnist"))
-    p.add_argument("--doc", type=Path, default=Path("outputs/search_mnist/comparison.md"))
+    p.add_argument("--doc", type=Path, default=Path("outputs/search_mnist/comparison.md"),
+                   help="where the comparison goes (docs/studies/search_mnist.md is the study written up from it)")
     p.add_argument("--no-unpruned", action="store_true", help="skip the search without pruning (half the time)")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (a tiny check: smaller models)")
-    return p.parse_args(argv)
+    return p
 
 
 def common(args) -> list[str]:
@@ -100,7 +102,7 @@ def spread(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     pruned = search(args, "pruned", "median")
     unpruned = None if args.no_unpruned else search(args, "unpruned", "none")
     done = [t for t in pruned["trials"] if t.get("best")]

@@ -36,9 +36,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SCORING = ["metrics.metrics=[fid]", "metrics.num_samples=10000", "trainer.progress=false"]
 MNIST, CIFAR = ["data.root={data}"], ["data=folder", "data.root={data}/cifar10-5k", "data.image_size=32", "data.channels=3"]
-# study -> recipe -> (overrides, evaluation cadence in steps); the before/after of issue 14 side by side
+# study -> recipe -> (overrides, evaluation cadence in steps)
 STUDIES = {
-    "digits": {"budget": 180, "recipes": {  # the default run before and after issue 14, each its own length
+    "digits": {"budget": 180, "recipes": {  # the default run of 0.2.0 and of 0.3.0, each its own length
         "default before (bce, 2e-4, width 64, 1,200 steps)": (
             ["loss=bce", "optim.lr=2e-4", "optim.generator.lr=2e-4", "model.ema=null", "model.ada=null",
              "loss.r1=0", "model.generator.width=64", "model.discriminator.width=64", "trainer.max_steps=1200"], 200),
@@ -63,7 +63,7 @@ STUDIES = {
         "fast_mnist bf16": (["experiment=fast_mnist", *MNIST], 250),
         "fast_mnist fp32": (["experiment=fast_mnist", *MNIST, "trainer.amp=false"], 250),
     }},
-    # ADA against DiffAugment against neither, at equal wall time, on small sets (README "Small data")
+    # ADA against DiffAugment against neither, at equal wall time, on small sets (docs/studies/small_data.md)
     "augment_digits": {"budget": 120, "recipes": {
         "neither": (["experiment=fast_digits", "model.diffaugment=null", "model.ada=null"], 200),
         "DiffAugment": (["experiment=fast_digits", "model.diffaugment=[color,translation,cutout]", "model.ada=null"], 200),
@@ -218,7 +218,7 @@ def value_at(points: list, at: float) -> float | None:
 
 
 def table(results: dict, times: list[float]) -> str:
-    """The README's rows: FID (mean ± std over seeds) at each time from launch, and each seed's steps."""
+    """The study table's rows: FID (mean ± std over seeds) at each time from launch, and each seed's steps."""
     head = " | ".join(f"FID at {t:g} s" for t in times)
     rows = [f"| recipe | {head} | steps trained (per seed) |", "|---" * (len(times) + 2) + "|"]
     for name, curves in results.items():
@@ -233,7 +233,8 @@ def table(results: dict, times: list[float]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", choices=list(STUDIES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -244,8 +245,12 @@ def main() -> None:
     parser.add_argument("--at", type=float, nargs="*", help="the table's times from launch (default: the budget)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once, each with cores/parallel threads")
     parser.add_argument("--startup", type=float, default=8.0, help="seconds of start-up to leave out of the budget")
-    parser.add_argument("--plot", help="PNG path (default: docs/time_to_quality_<study>.png)")
-    args = parser.parse_args()
+    parser.add_argument("--plot", help="PNG path (default: docs/studies/time_to_quality_<study>.png)")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     study = STUDIES[args.study]
     budget = args.budget or study["budget"]
     data = str(Path(args.data).resolve())
@@ -267,7 +272,7 @@ def main() -> None:
     out = REPO / args.out / f"{args.study}.json"
     out.write_text(json.dumps(results, indent=1))
     print(table(results, args.at or [budget]))
-    png = Path(args.plot or REPO / "docs" / f"time_to_quality_{args.study}.png")
+    png = Path(args.plot or REPO / "docs" / "studies" / f"time_to_quality_{args.study}.png")
     plot(results, f"{args.study}: time to quality on 2 CPU cores", png)
     grids({name: jobs[0][1] for name, jobs in runs.items()},
           f"{args.study}: final fixed-noise grids (seed {args.seeds[0]})", png.with_name(f"{png.stem}_grids.png"))

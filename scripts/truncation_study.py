@@ -6,8 +6,8 @@ column, truncated more from row to row).
 Usage: python scripts/truncation_study.py [--data ../shared/data] [--run RUN] [--out DIR]
 
 Trains what `gantrain experiment=dcgan_mnist trainer.max_steps=1200` trains (z ~ N(0, 1)) into
-outputs/truncation_study/run unless --run names a trained run, then writes docs/truncation.png and prints the README's table (also saved as
-results.json beside the run). A quick check of the script (what the tests run, on a tiny MNIST):
+outputs/truncation_study/run unless --run names a trained run, then writes docs/studies/truncation.png and
+prints the study's table (also saved as results.json beside the run). A quick check of the script (what the tests run, on a tiny MNIST):
 `--steps 2 --num-samples 64 --real-samples 128 --classifier-epochs 1 --out DIR` trains 2 steps of trainer=debug
 and writes everything under DIR, leaving docs/ alone.
 """
@@ -65,7 +65,8 @@ def picture(system, seed: int) -> Image.Image:
     return canvas
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the studies' commands with it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the folder holding MNIST/raw")
     parser.add_argument("--run", default=None, help="a trained run with normal latents (default: train dcgan_mnist)")
@@ -75,8 +76,12 @@ def main() -> None:
     parser.add_argument("--classifier-epochs", default="auto", help="the evaluation classifier's epochs (auto: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="the run and results in OUT, the picture too (default: "
-                                                    "outputs/truncation_study, docs/truncation.png)")
-    args = parser.parse_args()
+                                                    "outputs/truncation_study, docs/studies/truncation.png)")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     out = Path(args.out).resolve() if args.out else REPO / "outputs" / "truncation_study"
     run = Path(args.run) if args.run else out / "run"
     if not args.run:
@@ -97,7 +102,7 @@ def main() -> None:
         results.append({"truncation": t, **{k: float(v) for k, v in scores.items()}})
         print(f"t={t}: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items())
               + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    picture_path = out / "truncation.png" if args.out else REPO / "docs" / "truncation.png"
+    picture_path = out / "truncation.png" if args.out else REPO / "docs" / "studies" / "truncation.png"
     picture_path.parent.mkdir(parents=True, exist_ok=True)
     picture(system, args.seed).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         picture_path, optimize=True)  # a 256-colour palette keeps docs/ small

@@ -18,10 +18,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from gantrain.config.build import check_config
 from gantrain.config.migration import explain_moved_key
-from gantrain.config.schema import trainer_settings
+from gantrain.config.schema import explain_omegaconf_error
 from gantrain.errors import UserError
 from gantrain.search import SWEEPER
 
@@ -116,8 +117,8 @@ def compose_or_explain(config_name: str, line: list[str], overrides: list, loade
         explain_group_options(overrides, config_name, hydra_lines, loader)
         explain_unknown_keys(overrides, config_name, line, hydra_lines, loader)
         merging = re.match(r"Error merging override (\S+)", first_line(err))
-        if merging and err.__cause__ is not None:  # a value of the wrong type for a typed key (trainer.*)
-            raise UserError(f"{merging.group(1)}: {first_line(err.__cause__)}") from None
+        if merging and isinstance(err.__cause__, OmegaConfBaseException):  # a typed key (trainer.*) refused the value
+            raise UserError(explain_omegaconf_error(err.__cause__)) from None
         raise UserError(f"{first_line(err)} (overrides: {' '.join(line)})") from None
 
 
@@ -170,10 +171,8 @@ def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Values the run would only trip over later: sizes, steps and learning rates must be positive."""
-
+    """Every value of the composed config against its schema (metrics.* too, though evaluations come later)."""
     check_config(cfg)
-    trainer_settings(cfg.trainer)
 
 
 def check_search(cfg: DictConfig, searched: bool = True) -> None:

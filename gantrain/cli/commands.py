@@ -2,6 +2,7 @@
 gantrain-export and gantrain-report (pyproject.toml's [project.scripts] names them)."""
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from gantrain.cli import torchrun
 from gantrain.cli.checks import check_command_line
 from gantrain.cli.exits import fail, reports_user_errors
 from gantrain.cli.runs import train_job
+from gantrain.cli.schemas import EvalCommand, ExportCommand, SampleCommand
+from gantrain.config.group_schemas import RunConfig
+from gantrain.config.schema import validate
 from gantrain.errors import UserError
 from gantrain.generate.export import export_run
 from gantrain.generate.sampling import sample_to_files
@@ -29,10 +33,16 @@ CONFIG_PATH = "pkg://gantrain.configs"
 COMMAND_CONFIG_PATH = "pkg://gantrain.cli.configs"
 
 
-def hydra_command(config_name: str, config_path: str = COMMAND_CONFIG_PATH):
-    """@hydra.main for a command: Hydra reads sys.argv and composes the config; known failures are one line."""
-    return lambda task: hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
-        reports_user_errors(task))
+def hydra_command(config_name: str, schema: type | None = None, config_path: str = COMMAND_CONFIG_PATH):
+    """@hydra.main for a command: Hydra reads sys.argv and composes the config, which is checked against `schema`
+    before the command does anything; known failures are one line."""
+    def wrap(task):
+        def checked(cfg: DictConfig):
+            validate(cfg, schema)
+            return task(cfg)
+        return hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
+            reports_user_errors(functools.wraps(task)(checked)))
+    return wrap
 
 
 def train() -> None:
@@ -45,7 +55,7 @@ def train() -> None:
                 check_command_line(sys.argv[1:])
             except UserError as err:
                 fail(str(err))
-        hydra_command("config", CONFIG_PATH)(train_job)()
+        hydra_command("config", RunConfig, CONFIG_PATH)(train_job)()
 
 
 def search() -> None:
@@ -60,7 +70,7 @@ def search() -> None:
     train()
 
 
-@hydra_command("sample")
+@hydra_command("sample", SampleCommand)
 def sample(cfg: DictConfig) -> None:
     """`gantrain-sample run=<run dir|.pt> n=64 out=samples.npz`: draw samples from a trained generator;
     `mode=interpolate|walk|classes` pictures of its latent space; `input=<folder>` translates with a CycleGAN."""
@@ -85,13 +95,13 @@ def sample(cfg: DictConfig) -> None:
     print(draw_picture(cfg.run, picture, cfg.out, cfg.tensorboard, cfg.device, cfg.trust_checkpoint))
 
 
-@hydra_command("eval")
+@hydra_command("eval", EvalCommand)
 def evaluate(cfg: DictConfig) -> None:
     """`gantrain-eval run=<run dir> metrics=[fid,kid,is,pr]` or `gantrain-eval real=<data> fake=<folder|npz>`."""
     scoring.run(cfg)
 
 
-@hydra_command("export")
+@hydra_command("export", ExportCommand)
 def export(cfg: DictConfig) -> None:
     """`gantrain-export run=<run dir|.pt> format=onnx|torchscript out=generator.onnx`: the generator as a checked
     ONNX or TorchScript file with a model card."""
@@ -101,14 +111,32 @@ def export(cfg: DictConfig) -> None:
         print(path)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose error is one line: the problem, then the usage (exit status 2, as argparse's)."""
+
+    def error(self, message: str) -> None:
+        fail(f"{message}; {' '.join(self.format_usage().split())}")
+
+
+def count(low: int):
+    """An argparse type: an integer >= low (argparse turns the ValueError into its one-line usage error)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"integer >= {low}"  # what argparse's error says was expected
+    return parse
+
+
 def report(argv: list[str] | None = None) -> None:
     """`gantrain-report DIR`: the runs under DIR ranked by their best metric (console, CSV, Markdown, HTML)."""
-    parser = argparse.ArgumentParser(prog="gantrain-report", description=report.__doc__.split(": ", 1)[1])
+    parser = OneLineParser(prog="gantrain-report", description=report.__doc__.split(": ", 1)[1])
     parser.add_argument("folder", type=Path, help="a sweep directory, or any folder of runs (e.g. outputs/)")
     parser.add_argument("--out", type=Path, help="where report.{csv,md,html,json} go (default: the folder)")
-    parser.add_argument("--rescore", type=int, default=0, metavar="K", help="score the top K runs again")
-    parser.add_argument("--seeds", type=int, default=3, help="fresh sampling seeds per re-scored run")
-    parser.add_argument("--num-samples", type=int, default=None,
+    parser.add_argument("--rescore", type=count(0), default=0, metavar="K", help="score the top K runs again")
+    parser.add_argument("--seeds", type=count(1), default=3, help="fresh sampling seeds per re-scored run")
+    parser.add_argument("--num-samples", type=count(1), default=None,
                         help="samples per re-scoring (default: as many as the run's own evaluations)")
     args = parser.parse_args(argv)
     try:

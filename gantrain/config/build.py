@@ -14,7 +14,8 @@ from torch import nn
 
 from gantrain import __version__
 from gantrain.config.migration import migrate_config
-from gantrain.config.schema import TrainerConfig, trainer_settings
+from gantrain.config.group_schemas import RunConfig
+from gantrain.config.schema import TrainerConfig, trainer_settings, validate
 from gantrain.config.trust import check_saved_config
 from gantrain.data import Data
 from gantrain.errors import UserError
@@ -77,22 +78,9 @@ def build_system(cfg: DictConfig, shape: tuple[int, ...], num_classes: int = 0) 
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Values that would only fail later, checked before anything is built: one line per problem."""
-    # `???` in a config: a value only the user can give (the hydra node is Hydra's business)
-    missing = sorted(key for name in cfg if name != "hydra" and isinstance(cfg[name], DictConfig)
-                     for key in OmegaConf.missing_keys(cfg[name]))
-    if missing:
-        hint = " (the folder that holds the data)" if missing[0] == "data.root" else ""
-        raise UserError(f"{missing[0]} has no value: add {missing[0]}=...{hint} to the command line")
-    for net in ("generator", "discriminator"):
-        lr = OmegaConf.select(cfg, f"optim.{net}.lr", default=None)
-        if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
-            shown = f"{lr:.4g}" if isinstance(lr, (int, float)) else lr  # -0.23, not -0.22999999999999998
-            raise UserError(f"optim.{net}.lr={shown}: a learning rate must be a positive number (set optim.lr=...)")
-    for key in ("data.image_size", "model.z_dim"):
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            raise UserError(f"{key}={value}: must be a positive integer")
+    """Every value checked against its schema before anything is built (config/schema.py): one line, the first
+    problem."""
+    validate(cfg, RunConfig)
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None,

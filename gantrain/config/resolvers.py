@@ -29,7 +29,12 @@ def sweep_dir() -> str | None:
 
 def times(value, factor) -> float:
     """${gantrain_times:${..lr},2.3}: a value that follows another, scaled (the default recipe's G learning rate)."""
-    return float(value) * float(factor)
+    numbers = []
+    for x in (value, factor):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(f"gantrain_times multiplies numbers, not {x!r}")
+        numbers.append(float(x))
+    return numbers[0] * numbers[1]
 
 
 RESOLVERS = {"gantrain_run_dir": run_dir, "gantrain_hydra_subdir": hydra_subdir,

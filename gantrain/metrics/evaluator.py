@@ -30,10 +30,9 @@ from gantrain.metrics.extractors import (
     train_classifier,
     weakness,
 )
-from gantrain.training.objective import HIGHER_IS_BETTER
+from gantrain.training.objective import HIGHER_IS_BETTER, METRICS
 
 log = logging.getLogger(__name__)
-METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")
 CACHE_VERSION = 1
 
 

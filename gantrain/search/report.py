@@ -7,7 +7,6 @@ of many noisy runs flatters itself; `--rescore K` scores the top K runs' best ch
 samples under other seeds, and the report marks those numbers as re-scored.
 """
 
-import argparse
 import base64
 import csv
 import hashlib
@@ -16,7 +15,6 @@ import io
 import json
 import math
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,21 +267,3 @@ def write_report(folder: Path, out: Path | None = None, rescore_top: int = 0, se
     (out / "report.html").write_text(html_page(folder, runs, table))
     (out / "report.json").write_text(json.dumps(table, indent=2) + "\n")
     return table, out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gantrain-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="a sweep directory, or any folder of runs (e.g. outputs/)")
-    parser.add_argument("--out", type=Path, help="where report.{csv,md,html,json} go (default: the folder)")
-    parser.add_argument("--rescore", type=int, default=0, metavar="K", help="score the top K runs again")
-    parser.add_argument("--seeds", type=int, default=3, help="fresh sampling seeds per re-scored run")
-    parser.add_argument("--num-samples", type=int, default=None,
-                        help="samples per re-scoring (default: as many as the run's own evaluations)")
-    args = parser.parse_args(argv)
-    try:
-        table, out = write_report(args.folder.expanduser(), args.out, args.rescore, args.seeds, args.num_samples)
-    except FileNotFoundError as err:
-        print(f"gantrain-report: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(text_table(table))
-    print(f"\n{out / 'report.html'} (and report.csv, report.md)")

@@ -8,6 +8,8 @@ can optimise it; the rules below stop a run early. Under a search, each evaluati
 import math
 from collections.abc import Callable
 
+METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")  # what metrics.metrics may ask for
+SCORES = ("fid", "kid", "is", "precision", "recall", "accuracy", "tstr")  # what evaluations report (pr gives two)
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "accuracy", "tstr"})  # the rest: lower is better
 
 

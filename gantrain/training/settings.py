@@ -1,8 +1,8 @@
-"""The Trainer's settings (cfg.trainer): a plain dataclass with its range checks.
+"""The Trainer's settings (cfg.trainer): a dataclass whose fields say each key's type and range (gantrain.fields).
 
 gantrain.config.schema registers it with Hydra as the trainer group's schema, so a value of the wrong type or a
-key the Trainer does not have is refused when the command line is composed; the ranges OmegaConf cannot express
-are checked here, when the settings object is made.
+key the Trainer does not have is refused when the command line is composed, and checks the ranges before anything
+is built; __post_init__ checks the settings that go together.
 """
 
 from dataclasses import dataclass
@@ -10,8 +10,10 @@ from typing import Any, Optional
 
 import torch
 
-from gantrain.device import resolve_device
+from gantrain.device import is_device_name, resolve_device
 from gantrain.errors import UserError
+from gantrain.fields import at_least, auto_or_bool, existing, one_of, positive, rule
+from gantrain.training.objective import SCORES
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -20,57 +22,41 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class TrainerConfig:
     """What the Trainer does with a system: the loop's length and cadence, devices and speed options."""
 
-    max_steps: int = 1200  # steps of the run (a step = n_critic D updates + one G update)
-    max_seconds: Optional[float] = None  # also stop once this much wall time was spent training (evaluations excluded)
-    batch_size: int = 64
-    n_critic: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: Any = False  # false | bf16 | fp16
-    channels_last: Any = "auto"  # auto (on for convolutional networks on the CPU and CUDA) | true | false
+    max_steps: int = positive(1200)  # steps of the run (a step = n_critic D updates + one G update)
+    max_seconds: Optional[float] = positive(None)  # also stop once training took this long (evaluations excluded)
+    batch_size: int = positive(64)
+    n_critic: int = positive(1)
+    device: str = rule("auto", is_device_name, "auto, cpu, cuda, cuda:N or mps")
+    amp: Any = rule(False, lambda v: is_amp(v), "false, bf16 or fp16")
+    channels_last: Any = auto_or_bool("auto")  # auto: on for convolutional networks on the CPU and CUDA
     compile: bool = False
     cudnn_benchmark: bool = True
-    fused: Any = "auto"  # auto | true | false
+    fused: Any = auto_or_bool("auto")  # auto: the fused optimizer step on CUDA
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over all processes
-    log_every: int = 50
-    sample_every: int = 200
-    checkpoint_every: int = 600
-    keep_checkpoints: int = 3
-    grid_size: int = 64
-    grad_clip: Optional[float] = None
+    log_every: int = positive(50)
+    sample_every: int = positive(200)
+    checkpoint_every: int = positive(600)
+    keep_checkpoints: int = positive(3)
+    grid_size: int = positive(64)
+    grad_clip: Optional[float] = at_least(None, 0)  # 0 or null: no clipping
     progress: bool = True
-    resume: Optional[str] = None
-    decay_start: Optional[int] = None
-    eval_every: Optional[int] = None
-    best_metric: str = "fid"
-    patience: Optional[int] = None  # early stopping: evaluations without a new best before the run stops
+    resume: Optional[str] = existing(None, "path")  # a run directory or a checkpoint file
+    decay_start: Optional[int] = at_least(None, 0)
+    eval_every: Optional[int] = at_least(None, 0)  # 0 or null: no evaluations during training
+    best_metric: str = one_of("fid", SCORES)
+    patience: Optional[int] = positive(None)  # early stopping: evaluations without a new best before the run stops
     must_reach: Optional[float] = None  # early stopping: best_metric must reach this value ...
-    must_reach_by: Optional[int] = None  # ... by this step, or the run stops
-    nan_policy: str = "stop"  # stop | skip
+    must_reach_by: Optional[int] = positive(None)  # ... by this step, or the run stops
+    nan_policy: str = one_of("stop", ("stop", "skip"))
 
     def __post_init__(self):
-        for key in ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "checkpoint_every",
-                    "grid_size", "keep_checkpoints"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer")
-        for key in ("patience", "must_reach_by"):
-            if getattr(self, key) is not None and getattr(self, key) <= 0:
-                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a positive integer or null")
+        """What single values cannot say: settings that go together, and whether the device is here."""
         if (self.must_reach is None) != (self.must_reach_by is None):
             raise UserError(f"trainer.must_reach={self.must_reach}, trainer.must_reach_by={self.must_reach_by}: "
                             f"set both (the value best_metric must reach, and the step by which) or neither")
         if (self.patience or self.must_reach_by) and not self.eval_every:
             raise UserError("early stopping (trainer.patience, trainer.must_reach) judges evaluations: set "
                             "trainer.eval_every=N")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise UserError(f"trainer.max_seconds={self.max_seconds:g}: must be a positive number of seconds, or null")
-        for key in ("eval_every", "decay_start", "grad_clip"):
-            if getattr(self, key) is not None and getattr(self, key) < 0:
-                raise UserError(f"trainer.{key}={getattr(self, key)}: must be a non-negative number or null")
-        if self.nan_policy not in ("stop", "skip"):
-            raise UserError(f"trainer.nan_policy={self.nan_policy}: use stop or skip")
-        if str(self.channels_last).lower() not in ("auto", "true", "false"):
-            raise UserError(f"trainer.channels_last={self.channels_last}: use auto, true or false")
-        parse_amp(self.amp)
         resolve_device(self.device)
 
     @property
@@ -84,3 +70,11 @@ def parse_amp(amp) -> torch.dtype | None:
     if str(amp).lower() in AMP_DTYPES:
         return AMP_DTYPES[str(amp).lower()]
     raise UserError(f"trainer.amp={amp}: use false, bf16 or fp16")
+
+
+def is_amp(amp) -> bool:
+    try:
+        parse_amp(amp)
+        return True
+    except UserError:
+        return False

@@ -1,4 +1,4 @@
-"""scripts/time_to_quality.py without training: reading a curve at a time, the README table, how runs shared the
+"""scripts/time_to_quality.py without training: reading a curve at a time, the study table, how runs shared the
 machine, the plot and grids, and its runner (a fake command stands in for gantrain)."""
 
 import json

@@ -64,8 +64,8 @@ LINES = [
     ["hydra.searchpath=[file://my_configs]", "model=mygan", "model.z_dim=8"],
     ["hydra.searchpath=[file://my_configs]", "model=mygan", "model.z_dm=8"],
     ["hydra.searchpath=[file://my_configs]", "model=dcgn"],
-    ["+trainer.note=hello"],                                   # a new key, on purpose
-    ["trainer.note=hello"],                                    # a new key without +: refused
+    ["+note=hello"],                                           # a new key, on purpose (the root takes any)
+    ["note=hello"],                                            # a new key without +: refused
     ["~experiment"],
     ["+model=dcgan"],                                          # the group is already chosen: Hydra refuses
     ["hydra/launcher=parallel"],                               # a group a plugin adds

@@ -177,10 +177,10 @@ def test_a_time_budget_stops_the_run_and_evaluations_record_training_seconds(tra
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (("trainer.max_seconds=0",), "trainer.max_seconds=0: must be a positive number of seconds, or null"),
+    (("trainer.max_seconds=0",), "trainer.max_seconds=0: expected a positive number, or null"),
     (("trainer.patience=2",), "early stopping (trainer.patience, trainer.must_reach) judges evaluations"),
     (("trainer.eval_every=2", "trainer.must_reach=50"), "set both"),
-    (("trainer.eval_every=2", "trainer.patience=0"), "trainer.patience=0: must be a positive integer or null"),
+    (("trainer.eval_every=2", "trainer.patience=0"), "trainer.patience=0: expected a positive integer, or null"),
 ])
 def test_early_stopping_settings_are_checked_in_one_line(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -198,7 +198,8 @@ def test_the_hparams_tab_declares_the_metrics(train):
 
 
 def test_a_run_that_fails_before_training_says_so_in_its_summary(cli, tmp_path):
-    proc = cli.run("gantrain", "data=folder", f"data.root={tmp_path / 'nothing'}", "hydra.run.dir=run", cwd=tmp_path)
+    (tmp_path / "empty").mkdir()  # a folder, as the config's check wants, but without images: the data set fails
+    proc = cli.run("gantrain", "data=folder", f"data.root={tmp_path / 'empty'}", "hydra.run.dir=run", cwd=tmp_path)
     assert proc.returncode == 2
     result = summary(tmp_path / "run")
     assert result["status"] == "failed" and result["reason"] and result["steps"] == 0

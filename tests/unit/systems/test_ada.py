@@ -170,4 +170,4 @@ def test_resumed_run_equals_the_straight_one(runs):
 
 def test_bad_setting_on_the_command_line_is_one_line(cli, tiny, tmp_path):
     proc = cli.run("gantrain", *tiny, "model.ada=1.5", cwd=tmp_path)
-    assert proc.returncode == 2 and "model.ada=1.5: the target" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "model.ada=1.5: expected a number in (0, 1)" in proc.stderr and "Traceback" not in proc.stderr

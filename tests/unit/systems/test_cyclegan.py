@@ -155,7 +155,7 @@ def test_translate_command_keeps_file_names(cli, toy_root, short_run, tmp_path):
     difference = np.abs(np.asarray(translated, float) - np.asarray(source.resize((32, 32)), float)).mean()
     assert difference > 10  # G_AB's output, not the input resized
     wrong = cli.run(*sample, f"input={toy_root / 'testA'}", "direction=sideways", cwd=tmp_path, timeout=120)
-    assert wrong.returncode == 2 and "AtoB or BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert wrong.returncode == 2 and "expected one of AtoB, BtoA" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_translate_skips_an_image_over_pils_size_limit(toy_root, short_run, tmp_path, monkeypatch, caplog):

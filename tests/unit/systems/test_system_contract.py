@@ -83,11 +83,11 @@ def test_trainer_yaml_and_schema_agree():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("trainer.max_steps=abc", "trainer.max_steps=abc: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("trainer.progress=maybe", "trainer.progress=maybe: Value 'maybe' is not a valid bool"),
-    ("trainer.max_steps=0", "trainer.max_steps=0: must be a positive integer"),
-    ("trainer.grad_clip=-1", "trainer.grad_clip=-1.0: must be a non-negative number or null"),
-    ("trainer.nan_policy=ignore", "trainer.nan_policy=ignore: use stop or skip"),
+    ("trainer.max_steps=abc", "trainer.max_steps=abc: expected a positive integer"),
+    ("trainer.progress=maybe", "trainer.progress=maybe: expected a boolean"),
+    ("trainer.max_steps=0", "trainer.max_steps=0: expected a positive integer"),
+    ("trainer.grad_clip=-1", "trainer.grad_clip=-1: expected a number >= 0, or null"),
+    ("trainer.nan_policy=ignore", "trainer.nan_policy=ignore: expected one of stop, skip"),
     ("trainer.ema=0.999", "trainer.ema is now model.ema (moved in gantrain 0.2.0): write model.ema=... instead"),
     ("model.sync_bn=true", "model.sync_bn is now trainer.sync_bn"),
     ("model.n_blocks=6", "model.n_blocks is now model.generator.n_blocks"),

@@ -1,6 +1,7 @@
-"""Issue 16, item 4, under torchrun with the gloo backend on the CPU: a non-finite loss seen by one rank only is
-decided on by all ranks together (2 ranks started as torchrun would, forked from the warm interpreter). The rank's D loss is made NaN (its gradients left finite, so DDP's gradient
-all-reduce spreads nothing) by scripts/gpu_check.py's --nan-on-rank entry, which the GPU check runs with NCCL."""
+"""Under torchrun with the gloo backend on the CPU: a non-finite loss seen by one rank only is decided on by all
+ranks together (2 ranks started as torchrun would, forked from the warm interpreter). The rank's D loss is made NaN
+(its gradients left finite, so DDP's gradient all-reduce spreads nothing) by scripts/gpu_check.py's --nan-on-rank
+entry, which the GPU check runs with NCCL."""
 
 import os
 import subprocess

@@ -1,7 +1,7 @@
-"""The GPU paths of issue 16, checked on the CPU where the behaviour can be reproduced there: the `meta` device,
-a faked torch.cuda, CPU autocast in fp16, or by asserting which generator a call seeds. Tests that need a real
-GPU are skipped without one (scripts/gpu_check.py runs those paths on a GPU machine). The torchrun (gloo)
-tests of the same issue are in tests/unit/training/test_gpu_ddp.py."""
+"""The GPU paths (AMP penalties, asynchronous copies, host-resident data, CUDA random state, process-group
+backends), checked on the CPU where the behaviour can be reproduced there: the `meta` device, a faked torch.cuda,
+CPU autocast in fp16, or by asserting which generator a call seeds. Tests that need a real GPU are skipped without
+one (scripts/gpu_check.py runs those paths on a GPU machine); the torchrun (gloo) ones are in test_gpu_ddp.py."""
 
 import logging
 import os

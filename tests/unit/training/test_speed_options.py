@@ -73,7 +73,7 @@ def test_channels_last_is_on_by_default_for_convolutions_only():
     assert memory_format("auto", cpu, mlp) is torch.contiguous_format
     assert memory_format(False, cpu, conv) is torch.contiguous_format
     assert memory_format("true", cpu, mlp) is torch.channels_last
-    with pytest.raises(UserError, match="trainer.channels_last=fast: use auto, true or false"):
+    with pytest.raises(UserError, match="trainer.channels_last=fast: expected auto, true or false"):
         trainer_settings({"channels_last": "fast"})
 
 

@@ -1,5 +1,8 @@
-"""Every command README.md shows is run (design convention 8), shortened and with its placeholders
-filled by tiny fixtures; a README command that is neither run nor listed in NOT_RUN fails the suite.
+"""Every command that the README and the User guide show is run, shortened and with its placeholders filled by tiny
+fixtures; a shown command that is neither run nor listed in NOT_RUN fails the suite. A command shown on several
+pages runs once. The Studies' and the Architecture page's commands (re-makes of measurements that take minutes to
+hours) are checked without running: gantrain's by the command-line check that runs before every training, the
+other console commands by composing their configs, the scripts by their own argument parsers.
 
 How a command becomes what runs is in one place, `runnable()`. Most commands run in this process
 through the console scripts' own functions (the exit status is the one `sys.exit` would give the
@@ -32,33 +35,27 @@ import yaml
 from PIL import Image
 from support import REPO
 
-README = REPO / "README.md"
-PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
 
-# README commands that cannot run here, with the reason (a regular expression searched in the command).
+README, DOCS = REPO / "README.md", REPO / "docs"
+# pages whose commands run here, and pages whose commands are checked without running (the Changelog is history)
+RUN_PAGES = (README, DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md")))
+CHECK_PAGES = (*sorted((DOCS / "studies").glob("*.md")), DOCS / "architecture.md")
+PROGRAMS = ("gantrain", "gantrain-search", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export")
+
+PROSE_NAME = r"^gantrain-(search|sample|eval|export|report)$"  # `gantrain-eval` prints a table ...
+# Shown commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
     r"trainer\.device=cuda": "needs a CUDA GPU; the test machines have none (the CPU path of each recipe runs)",
-    r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/unit/training/test_distributed.py runs DDP with 2 gloo CPU processes",
+    r"^torchrun --nproc_per_node=4 ": "4 GPU processes; tests/unit/training/test_distributed.py runs DDP with 2 gloo "
+                                      "CPU processes",
     r"^torchrun --nnodes=2 ": "two nodes and a rendezvous host (and `...` stands for any gantrain arguments)",
     r"hydra/launcher=slurm": "needs a SLURM cluster (tests/commands/test_cli.py composes the launcher preset)",
-    r"^python scripts/report_screenshot\.py": "needs Chromium; tests/unit/search/test_sweeps.py renders a report page with it where "
-                                               "one is installed and skips with the reason where none is",
-    r"^python scripts/search_mnist\.py": "a 40-minute search on the full MNIST and 9 retrained runs; the search command it "
-                                          "wraps (hydra/sweeper=gan_search) runs here as its own README command",
-    r"^python scripts/time_to_quality\.py": "trains each recipe of a study for minutes, 3 seeds each; every recipe is "
-                                            "a README command of its own, run here, and tests/unit/search/test_sweeps.py checks "
-                                            "trainer.max_seconds and the evaluations' training seconds it reads",
-    r"^python scripts/digits_check\.py": "judges a full default run (3 minutes); tests/scripts/test_digits_check.py runs the "
-                                         "check on real, copied, blurred and few-digit sets",
-    r"^gantrain-eval$": "the program's name in prose, not a command",
-    r"^gantrain-export$": "the program's name in prose, not a command",
-    r"^gantrain-sample run=\.\.\. trust_checkpoint=true$": "the option in prose (`...`: a run); its runnable form "
-                                                          "is in the 'Adding your own component' section",
-    r"^gantrain-sample input=\.\.\. direction=AtoB\|BtoA$": "a syntax summary (`...`, `AtoB|BtoA`); the CycleGAN "
-                                                              "block's gantrain-sample line is its runnable form",
+    r"^python scripts/report_screenshot\.py": "needs Chromium; tests/unit/search/test_sweeps.py renders a report page "
+                                               "with it where one is installed and skips with the reason where none is",
+    PROSE_NAME: "the program's name in prose, not a command",
 }
 
-# Commands the README implies without spelling them out, run too.
+# Commands the pages imply without spelling them out, run too.
 IMPLIED = {
     "gantrain-eval real=mnist fake=path/to/images data.root=../shared/data":
         "the `# or fake=<image folder>` comment of the Metrics block, with an image folder",
@@ -66,7 +63,7 @@ IMPLIED = {
 
 # The set-up command runs as a real subprocess, through the console script pip installed.
 AS_SUBPROCESS = r"^gantrain$"
-# Run as processes of their own (a regular expression searched in the README command); the rest run in-process.
+# Run as processes of their own (a regular expression searched in the shown command); the rest run in-process.
 AS_PROCESS = (
     r"^gantrain-sample run=\S+ n=\d+ out=samples\.npz$",
     r"^gantrain-eval run=\S+ metrics=",
@@ -75,22 +72,23 @@ AS_PROCESS = (
     r"^[A-Z_]+=\S* ",                        # an environment variable first (OMP_NUM_THREADS=1 gantrain ...)
 )
 
-# The run each `outputs/DATE/TIME` means, when it is not the shared tiny run: the README command it follows.
+# The run each `outputs/DATE/TIME` means, when it is not the shared tiny run: the shown command it follows.
 RUN_MADE_BY = {
     r"input=": r"^gantrain experiment=cyclegan data\.root=path/to/horse2zebra$",  # translate with a CycleGAN
     r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
     r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
     r"^gantrain-sample .*(truncation=|mode=classes)": r"^gantrain experiment=cgan_mnist ",  # normal latents, classes
 }
-# README commands whose outputs a later command reads.
+# Shown commands whose outputs a later command reads.
 NEEDS = {
-    r"^gantrain-report outputs/search": r"hydra\.sweep\.dir=outputs/search",
+    r"^gantrain-report outputs/search/gantrain": r"^gantrain-search hydra/sweeper=gan_search ",  # its default folder
+    r"^gantrain-report outputs/search($| )": r"hydra\.sweep\.dir=outputs/search",
     r"fake=samples\.npz": r"out=samples\.npz",
     r"data\.root=data/mnist2inverted": r"^python scripts/make_unpaired_demo\.py",
 }
 
 
-# ------------------------------------------------------------------ extracting the README's commands
+# ------------------------------------------------------------------ extracting the pages' commands
 def is_command(text: str) -> bool:
     try:
         words = shlex.split(text)
@@ -101,11 +99,10 @@ def is_command(text: str) -> bool:
             or (words[0] == "python" and len(words) > 1 and words[1].startswith("scripts/")))
 
 
-def readme_commands(text: str | None = None) -> list[str]:
-    """gantrain, gantrain-sample, gantrain-eval, torchrun ... gantrain and `python scripts/...` commands of the
-    README's ```bash blocks (continuations joined, comments dropped, the part after the last `&&`) and of its
+def page_commands(text: str) -> list[str]:
+    """gantrain, gantrain-sample, gantrain-eval, torchrun ... gantrain and `python scripts/...` commands of a
+    page's ```bash blocks (continuations joined, comments dropped, the part after the last `&&`) and of its
     inline code in prose and tables, in order, each once, whitespace normalised."""
-    text = README.read_text() if text is None else text
     found, prose, block, pending = [], [], None, ""
     for line in text.splitlines():
         fence = re.match(r"\s*```(\w*)", line)
@@ -130,15 +127,22 @@ def not_run_reason(command: str) -> str | None:
     return next((why for pattern, why in NOT_RUN.items() if re.search(pattern, command)), None)
 
 
-COMMANDS = readme_commands()
+def commands_of(pages) -> list[str]:
+    """The commands of these pages, in order, each once (a command several pages show runs once)."""
+    return list(dict.fromkeys(c for page in pages for c in page_commands(page.read_text())))
+
+
+COMMANDS = commands_of(RUN_PAGES)
 RUN = [c for c in COMMANDS if not_run_reason(c) is None] + list(IMPLIED)
+# a command that runs needs no check, and a program's name is not a command
+CHECKED = [c for c in commands_of(CHECK_PAGES) if c not in COMMANDS and not re.search(PROSE_NAME, c)]
 
 
 # ------------------------------------------------------------------ what runs
 CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "trainer.max_steps": 4,         # trainer=debug's length; a resumed copy of the 4-step run goes to 6
     "trainer.batch_size": 8,        # trainer=debug's batch: the fixtures hold a few dozen images
-    "trainer.decay_start": 2,       # before max_steps, as the README's pairs are
+    "trainer.decay_start": 2,       # before max_steps, as the pages' pairs are
     "trainer.sample_every": 2,
     "trainer.eval_every": 4,        # one evaluation, at the end
     "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/unit/search/test_sweeps.py runs jobs in 2 joblib workers
@@ -148,7 +152,7 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
 }
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
-    # one recipe: each recipe is a README command of its own, run here (test_every_readme_picture_is_a_readme_command)
+    # one recipe: each recipe is a shown command of its own, run here (test_every_gallery_recipe_is_a_shown_command)
     "readme_pictures.py": ["toy_gaussian", "--data", "../shared/data", "--steps", "2", "--out", "{scratch}/pictures"],
     "bench.py": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--width", "8", "--workers", "0", "--matmul-size", "256",
                  "--data", "../shared/data", "--images", "path/to/images", "--out", "{scratch}/bench"],
@@ -161,7 +165,7 @@ SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placehold
 
 
 def runnable(command: str, places: dict[str, str]) -> list[str]:
-    """The argv the test runs for a README command. Every rewrite the test makes is here:
+    """The argv the test runs for a shown command. Every rewrite the test makes is here:
 
     - placeholders: a value (`x=VALUE` or a bare word) that is a key of `places` becomes its fixture
       (`outputs/DATE/TIME` -> a tiny run, `/data/celeba` -> a tiny CelebA folder, ...); relative paths
@@ -186,7 +190,7 @@ def runnable(command: str, places: dict[str, str]) -> list[str]:
     resume = any(w.startswith("trainer.resume=") for w in argv)
     argv = [cap(w, resume) for w in argv]
     keys = {w.split("=", 1)[0] for w in argv if "=" in w}
-    if argv[0] == "gantrain" and not {"--help", "--cfg"} & set(argv):
+    if argv[0] in ("gantrain", "gantrain-search") and not {"--help", "--cfg"} & set(argv):
         argv += [] if "trainer=debug" in argv else ["trainer=debug"]
         if "trainer.eval_every" in keys:
             argv += ["metrics.num_samples=64", "metrics.real_samples=128", "metrics.classifier_epochs=1"]
@@ -223,8 +227,8 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     """The console script's function with this argv and working directory; its exit status as the shell sees it."""
     import gantrain.cli as cli
 
-    entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": cli.report, "gantrain-export": cli.export}[argv[0]]
+    entry = {"gantrain": cli.train, "gantrain-search": cli.search, "gantrain-sample": cli.sample,
+             "gantrain-eval": cli.evaluate, "gantrain-report": cli.report, "gantrain-export": cli.export}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
     try:
@@ -264,8 +268,8 @@ def run_process(argv: list[str], cwd: Path, env: dict[str, str], cli=None) -> tu
 
 
 class Workspace:
-    """The README's world in miniature: a working directory `main/` beside `shared/data`, the fixtures for
-    absolute placeholders, the shared tiny run, and each README command's outcome once it has run."""
+    """The pages' world in miniature: a working directory `main/` beside `shared/data`, the fixtures for
+    absolute placeholders, the shared tiny run, and each shown command's outcome once it has run."""
 
     def __init__(self, root: Path, trained_run: Path, cli):
         self.root, self.cwd, self.trained_run, self.cli = root, root / "main", trained_run, cli
@@ -276,19 +280,19 @@ class Workspace:
         }
 
     def run(self, command: str) -> Outcome:
-        """Run a README command once (the commands it needs first) and check what the README promises."""
+        """Run a shown command once (the commands it needs first) and check what its page promises."""
         if command in self.outcomes:
             outcome = self.outcomes[command]
             assert outcome.ok, f"failed earlier (it is needed here): {outcome.explain()}"
             return outcome
         for pattern, needed in NEEDS.items():
             if re.search(pattern, command):
-                self.run(self.readme_command(needed))
+                self.run(self.shown_command(needed))
         places = dict(self.places)
         run = self.trained_run
         for pattern, maker in RUN_MADE_BY.items():
             if re.search(pattern, command):
-                run = self.run(self.readme_command(maker)).run_dir
+                run = self.run(self.shown_command(maker)).run_dir
         if re.search(r"trainer\.resume=outputs/", command):  # a copy: the shared run stays 4 steps long
             run = self.root / "resumed" / str(len(self.outcomes))
             shutil.copytree(self.trained_run, run, ignore=shutil.ignore_patterns("step_*.pt"))
@@ -321,7 +325,7 @@ class Workspace:
         outcome.ok = True
         return outcome
 
-    def readme_command(self, pattern: str) -> str:
+    def shown_command(self, pattern: str) -> str:
         (command,) = [c for c in RUN if re.search(pattern, c)]
         return command
 
@@ -340,7 +344,7 @@ def wait_for_a_new_second() -> None:
     _LAST_START[0] = time.time()
 
 
-# ------------------------------------------------------------------ what the README promises
+# ------------------------------------------------------------------ what the pages promise
 def check(outcome: Outcome, ws: Workspace) -> None:
     argv, words = outcome.argv, shlex.split(outcome.command)
     words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]
@@ -355,7 +359,7 @@ def check(outcome: Outcome, ws: Workspace) -> None:
         cfg = yaml.safe_load(outcome.output)
         assert {"data", "model", "loss", "optim", "trainer"} <= set(cfg), outcome.explain()
         assert not outcome.extra["new"], "--cfg job trained nothing, yet a run directory appeared"
-    elif program == "gantrain" and "-m" in argv:
+    elif program == "gantrain" and "-m" in argv or program == "gantrain-search":
         check_sweep(outcome, argv)
     elif program == "gantrain":
         check_run(outcome, options)
@@ -386,10 +390,12 @@ def check_sweep(outcome: Outcome, argv: list[str]) -> None:
     options = dict(w.split("=", 1) for w in argv if "=" in w)
     if "hydra.sweep.dir" in options:
         sweep = outcome_cwd(outcome) / options["hydra.sweep.dir"]
+    elif argv[0] == "gantrain-search":  # its folder is the study's, not a time stamp
+        sweep = outcome_cwd(outcome) / "outputs" / "search" / options.get("hydra.sweeper.study_name", "gantrain")
     else:
         (sweep,) = [p for p in outcome.extra["new"] if p.parent.parent.name == "multirun"] or [None]
     assert sweep is not None, outcome.explain()
-    if "hydra/sweeper" in options:  # a search: n_trials trials, each in a directory named by its parameters
+    if "hydra/sweeper" in options:  # a search: n_trials trials, each in its trial-NNNN directory
         expected = int(options["hydra.sweeper.n_trials"])
         jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
         assert all((job / "summary.json").is_file() for job in jobs) and (sweep / "optuna.db").is_file()
@@ -512,7 +518,7 @@ SCRIPT_CHECKS = {"make_unpaired_demo.py": check_make_unpaired_demo, "readme_pict
 
 
 def docs_state() -> dict[str, float]:
-    return {p.name: p.stat().st_mtime for p in (REPO / "docs").glob("*")}
+    return {str(p.relative_to(DOCS)): p.stat().st_mtime for p in DOCS.rglob("*")}
 
 
 # ------------------------------------------------------------------ fixtures
@@ -548,7 +554,7 @@ discriminator:
   _target_: mypackage.nets.Discriminator # __init__(shape, ...) -> logits of shape (B,)
 """
 
-MYPACKAGE_NETS = '''"""A user's own networks, outside gantrain: the smallest that fit the README's contract."""
+MYPACKAGE_NETS = '''"""A user's own networks, outside gantrain: the smallest that fit the guide's contract."""
 import math
 import torch.nn as nn
 
@@ -573,8 +579,8 @@ class Discriminator(nn.Module):
 '''
 
 
-def readme_yaml_block(text: str) -> str:
-    """The README's ```yaml block (my_configs/model/mygan.yaml), so the test writes what the README shows."""
+def yaml_block(text: str) -> str:
+    """The guide's ```yaml block (my_configs/model/mygan.yaml), so the test writes what the guide shows."""
     (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
     return block
 
@@ -609,7 +615,7 @@ def trained_run(tmp_path_factory, make_data) -> Path:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, trained_run, make_data, cli) -> Workspace:
-    root = tmp_path_factory.mktemp("readme")
+    root = tmp_path_factory.mktemp("docs")
     cwd = root / "main"
     make_data.mnist(root / "shared" / "data")                                        # ../shared/data/MNIST/raw
     make_data.image_tree(root / "shared" / "data" / "cifar10-5k", classes=("cat", "dog"), per_class=8, size=32)
@@ -620,7 +626,7 @@ def workspace(tmp_path_factory, trained_run, make_data, cli) -> Workspace:
     make_celeba(root / "celeba")                                                # /data/celeba, /path/to/celeba
     make_cifar(root / "cifar")                                                  # data.root=/data (CIFAR-10)
     (cwd / "my_configs" / "model").mkdir(parents=True)
-    (cwd / "my_configs" / "model" / "mygan.yaml").write_text(readme_yaml_block(README.read_text()))
+    (cwd / "my_configs" / "model" / "mygan.yaml").write_text(yaml_block((DOCS / "guide" / "configs.md").read_text()))
     (cwd / "mypackage").mkdir()
     (cwd / "mypackage" / "__init__.py").write_text("")
     (cwd / "mypackage" / "nets.py").write_text(MYPACKAGE_NETS)
@@ -634,31 +640,98 @@ def workspace(tmp_path_factory, trained_run, make_data, cli) -> Workspace:
         yield ws
 
 
+# ------------------------------------------------------------------ checking without running
+def check_without_running(command: str, load_script) -> None:
+    """Fail when a command could not start: what its program checks before doing any work."""
+    words = shlex.split(command)
+    program, args = words[len(env_words(words)):][0], words[len(env_words(words)):][1:]
+    if program == "gantrain":
+        from gantrain.cli.checks import check_command_line
+        from gantrain.errors import UserError
+
+        try:  # what `gantrain` checks before Hydra makes a run directory: composition, keys, types, values
+            check_command_line(args)
+        except UserError as err:
+            pytest.fail(f"{command}\n  gantrain: error: {err}")
+    elif program in ("gantrain-sample", "gantrain-eval", "gantrain-export"):
+        compose_command(program, args, command)
+    elif program == "gantrain-report":
+        check_report_flags(args, command)
+    elif program == "python":
+        parse_script_arguments(load_script(Path(args[0]).stem), args[1:], command)
+    else:
+        pytest.fail(f"{command}: no check for {program}")
+
+
+def compose_command(program: str, args: list[str], command: str) -> None:
+    """The config of gantrain-sample, -eval or -export composed with these overrides (unknown keys fail)."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from gantrain.cli.commands import COMMAND_CONFIG_PATH
+
+    try:
+        with initialize_config_module(COMMAND_CONFIG_PATH.removeprefix("pkg://"), version_base="1.3"):
+            compose(program.removeprefix("gantrain-"), overrides=args)
+    except HydraException as err:
+        pytest.fail(f"{command}\n  {str(err).splitlines()[0]}")
+
+
+def check_report_flags(args: list[str], command: str) -> None:
+    """gantrain-report's own help names every flag the command uses, and a folder is given."""
+    import gantrain.cli as cli
+
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit):
+        cli.report(["--help"])
+    flags = [a for a in args if a.startswith("-")]
+    unknown = [f for f in flags if not re.search(rf"(^|[\s,]){re.escape(f)}\b", out.getvalue(), re.M)]
+    assert not unknown and [a for a in args if not a.startswith("-")], (command, unknown)
+
+
+def parse_script_arguments(script, args: list[str], command: str) -> None:
+    """The script's own argument parser reads the command (a stale flag or value exits with status 2)."""
+    assert hasattr(script, "build_parser"), f"{command}: the script needs build_parser() to be checked"
+    errors = io.StringIO()
+    try:
+        with redirect_stderr(errors):
+            script.build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{command}\n  {errors.getvalue().strip()}")
+
+
 # ------------------------------------------------------------------ tests
-def test_readme_commands_are_found():
+def test_pages_commands_are_found():
     assert "gantrain" in COMMANDS and "gantrain --help" in COMMANDS
     assert any(c.startswith("gantrain experiment=cyclegan data.root=data/mnist2inverted") for c in COMMANDS)
-    assert not any("#" in c or "&&" in c or "\\" in c for c in COMMANDS)
+    assert any(c.startswith("python scripts/time_to_quality.py ") for c in CHECKED)
+    assert not any("#" in c or "&&" in c or "\\" in c for c in COMMANDS + CHECKED)
     example = "```bash\npip install x && gantrain a=1  # note\ngantrain -m \\\n    b=1,2\n```\nsee `gantrain c=3`.\n"
-    assert readme_commands(example) == ["gantrain a=1", "gantrain -m b=1,2", "gantrain c=3"]
+    assert page_commands(example) == ["gantrain a=1", "gantrain -m b=1,2", "gantrain c=3"]
 
 
-def test_every_readme_command_is_run_or_listed():
-    """A new README command needs a run here (nothing to do when the generic checks fit) or a NOT_RUN reason;
-    a NOT_RUN entry that no longer matches a README command is stale."""
+def test_every_page_is_run_or_checked():
+    """A new page of the site is either a User guide page (its commands run) or a study (they are checked)."""
+    pages = {p for p in DOCS.rglob("*.md")} - {DOCS / "changelog.md"}
+    assert pages == set(RUN_PAGES[1:]) | set(CHECK_PAGES), pages ^ (set(RUN_PAGES[1:]) | set(CHECK_PAGES))
+
+
+def test_every_shown_command_is_run_or_listed():
+    """A new command on the README or a User guide page needs a run here (nothing to do when the generic checks
+    fit) or a NOT_RUN reason; a NOT_RUN entry that no longer matches a shown command is stale."""
     listed = {c for c in COMMANDS if not_run_reason(c) is not None}
     assert set(COMMANDS) == listed | (set(RUN) - set(IMPLIED))
     stale = [p for p in NOT_RUN if not any(re.search(p, c) for c in COMMANDS)]
-    assert not stale, f"NOT_RUN entries that match no README command: {stale}"
+    assert not stale, f"NOT_RUN entries that match no shown command: {stale}"
     unmatched = [p for p in (AS_SUBPROCESS, *AS_PROCESS, *RUN_MADE_BY.values(), *NEEDS.values())
                  if p.startswith("^") and not any(re.search(p, c) for c in RUN)]
-    assert not unmatched, f"patterns that match no README command: {unmatched}"
+    assert not unmatched, f"patterns that match no shown command: {unmatched}"
     for command in RUN:  # every command has a known program and, for scripts, its smallest settings
         words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
         assert words[0] in PROGRAMS or Path(words[1]).name in SCRIPT_FLAGS, command
 
 
-def readme_picture_recipes(data: Path) -> dict[str, list[str]]:
+def gallery_recipes(data: Path) -> dict[str, list[str]]:
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         from readme_pictures import recipes
@@ -667,11 +740,11 @@ def readme_picture_recipes(data: Path) -> dict[str, list[str]]:
     return recipes(data)
 
 
-def test_every_readme_picture_is_a_readme_command():
-    """scripts/readme_pictures.py trains what the README's recipe commands train, so running those commands (below)
+def test_every_gallery_recipe_is_a_shown_command():
+    """scripts/readme_pictures.py trains what the README's gallery commands train, so running those commands (below)
     covers every recipe of the script; its own README command runs one recipe."""
     data = REPO.parent / "shared" / "data"
-    for name, recipe in readme_picture_recipes(data).items():
+    for name, recipe in gallery_recipes(data).items():
         words = [w.replace(str(data), "../shared/data") for w in recipe]
         if name == "default":
             assert "gantrain" in RUN
@@ -685,6 +758,23 @@ def test_every_entry_point_is_installed_as_a_command():
         assert shutil.which(program), f"{program} is not on PATH: reinstall with pip install -e ."
 
 
+def test_the_check_without_running_catches_stale_commands(load_script):
+    """What the studies' commands go through fails on a moved key, an unknown option or flag, a bad value."""
+    for stale in ("gantrain experiment=cs231n_dcgan trainer.ema=0.999", "gantrain experiment=cs231n_dgan",
+                  "gantrain-eval run=RUN num_sample=10", "gantrain-report outputs/search --rescores 3",
+                  "python scripts/time_to_quality.py mnist --at sixty", "python scripts/digits_check.py RUN --seeds 1"):
+        with pytest.raises((pytest.fail.Exception, AssertionError)):
+            check_without_running(stale, load_script)
+
+
+@pytest.mark.parametrize("command", CHECKED)
+def test_study_command_passes_its_check(command: str, load_script, tmp_path, monkeypatch):
+    for folder in ("shared/data/MNIST/raw", "shared/data/cifar10-5k", "main"):  # the paths the studies name exist
+        (tmp_path / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "main")  # the check probes that data folders exist and the run directory can be made
+    check_without_running(command, load_script)
+
+
 @pytest.mark.parametrize("command", RUN)
-def test_readme_command_runs(workspace: Workspace, command: str):
+def test_shown_command_runs(workspace: Workspace, command: str):
     workspace.run(command)
