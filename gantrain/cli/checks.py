@@ -180,14 +180,14 @@ def check_search(cfg: DictConfig, searched: bool = True) -> None:
     its evaluations."""
     if OmegaConf.select(cfg, "hydra.sweeper._target_", default="") != SWEEPER:
         return
-    if not searched and not cfg.hydra.sweeper.params:
-        raise UserError("the search has nothing to search: give a space such as 'optim.lr=tag(log, interval(1e-5, "
-                        "1e-3))' or 'loss=choice(bce, lsgan)', or use hydra/sweeper=gan_search")
     if importlib.util.find_spec("optuna") is None:
         raise UserError("a search needs Optuna: pip install \"gantrain[sweep]\"")
     if not OmegaConf.select(cfg, "trainer.eval_every", default=None):
         raise UserError(f"a search optimises trainer.best_metric ({cfg.trainer.best_metric}), which needs evaluations: "
                         f"add trainer.eval_every=N (and metrics.num_samples=... to keep them quick)")
+    if not searched and not cfg.hydra.sweeper.params:
+        raise UserError("the search has nothing to search: give a space such as 'optim.lr=tag(log, interval(1e-5, "
+                        "1e-3))' or 'loss=choice(bce, lsgan)', or use hydra/sweeper=gan_search")
 
 
 def check_output_dir(cfg: DictConfig) -> None:
