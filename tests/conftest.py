@@ -82,7 +82,8 @@ def pytest_configure(config):
 # by their number of tests); the slowest go first, so the two workers end together instead of one starting the
 # documented commands (a third of the suite) when the other is nearly done. Seconds on 2 cores; a file not
 # listed counts as quick.
-SLOW_FILES = {"test_doc_commands.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_configs.py": 20,
+SLOW_FILES = {"test_doc_commands.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_workers.py": 30,
+              "test_configs.py": 20,
               "test_metrics.py": 19, "test_distributed.py": 19, "test_families.py": 16, "test_cli.py": 14,
               "test_overrides_property.py": 14, "test_cyclegan.py": 10, "test_trainer.py": 8}
 
