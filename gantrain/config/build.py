@@ -13,13 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from gantrain import __version__
+from gantrain.config.init_from import start_from
 from gantrain.config.migration import migrate_config
 from gantrain.config.group_schemas import RunConfig
 from gantrain.config.schema import TrainerConfig, trainer_settings, validate
 from gantrain.config.trust import check_saved_config
 from gantrain.data import Data
 from gantrain.errors import UserError
-from gantrain.models.layers import has_batch_norm
+from gantrain.models.layers import has_batch_norm, minibatch_std_group
 from gantrain.systems.base import System
 from gantrain.training import distributed
 from gantrain.training.checkpoint import load_system_weights
@@ -98,6 +99,9 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
     system = build_system(cfg, data.shape, data.num_classes)
     check_data_fits(system, data, cfg)
     check_penalties_fit(settings, cfg, system)
+    check_grad_accum_fits(settings, system)
+    if settings.init_from and not settings.resume:  # a resumed run continues from its own checkpoint instead
+        meta["init_from"] = start_from(cfg, system, data.shape)
     # only rank 0 evaluates under torchrun: the other ranks need no classifier or real statistics
     evaluator = build_evaluator(cfg, data) if settings.eval_every and distributed.is_main() else None
     return Trainer(
@@ -120,6 +124,8 @@ def build_test_split(data_cfg: DictConfig) -> Data | None:
         return None
     test_cfg = data_cfg.copy()
     test_cfg.train = False
+    if "limit" in test_cfg:  # data.limit shrinks what a run trains on; the held-out split stays whole
+        test_cfg.limit = None
     return instantiate(test_cfg)
 
 
@@ -157,6 +163,23 @@ def check_penalties_fit(settings: TrainerConfig, cfg: DictConfig, system: System
         raise UserError("trainer.amp=fp16 with loss.r1 on a BatchNorm critic gives NaN gradients (BatchNorm's double "
                         "backward overflows in half precision): use trainer.amp=bf16, or set "
                         "model.discriminator.norm=layer (or none, instance)")
+
+
+def check_grad_accum_fits(settings: TrainerConfig, system: System) -> None:
+    """trainer.grad_accum needs a system whose losses add up over micro-batches, and micro-batches at least as large
+    as any minibatch standard deviation group of its networks (which would otherwise shrink to the micro-batch)."""
+    if settings.grad_accum == 1:
+        return
+    if not system.accumulates_gradients:
+        raise UserError(f"trainer.grad_accum={settings.grad_accum}: {type(system).__name__} does not split its steps "
+                        f"into micro-batches; use trainer.grad_accum=1 (and a trainer.batch_size that fits)")
+    micro = settings.batch_size // settings.grad_accum
+    group = max(minibatch_std_group(network) for network in system.trained_networks())
+    if group > micro:
+        raise UserError(f"trainer.grad_accum={settings.grad_accum}: micro-batches of {micro} images "
+                        f"(trainer.batch_size={settings.batch_size} / {settings.grad_accum}) are smaller than the "
+                        f"discriminator's minibatch standard deviation group of {group}; lower trainer.grad_accum to "
+                        f"at most {settings.batch_size // group} or raise trainer.batch_size")
 
 
 def system_from_checkpoint(state: dict, trust: bool = False) -> System:

@@ -29,6 +29,8 @@ def device(default: str) -> Any:
 class DigitsData:
     image_size: int = positive(32)
     hflip: bool = False
+    limit: Optional[int] = positive(None)  # only this many images (gantrain.data.base.take) ...
+    limit_seed: int = at_least(0, 0)  # ... drawn with this seed
 
 
 @schema_for("gantrain.data.torchvision_sets.mnist", "gantrain.data.torchvision_sets.fashion_mnist",
@@ -42,6 +44,8 @@ class TorchvisionData:
     hflip: bool = False
     in_memory: bool = True
     workers: int = at_least(2, 0)
+    limit: Optional[int] = positive(None)
+    limit_seed: int = at_least(0, 0)
 
 
 @schema_for("gantrain.data.folder.folder", "gantrain.data.folder.celeba")
@@ -107,23 +111,46 @@ class CycleGANModel:
     discriminator: Any = None
 
 
-@schema_for("gantrain.models.dcgan.Generator", "gantrain.models.dcgan.Discriminator")
+def freeze() -> Any:
+    """A discriminator's FreezeD count (gantrain.models.layers.freeze_blocks checks it against its blocks)."""
+    return at_least(0, 0)
+
+
+@schema_for("gantrain.models.dcgan.Generator")
 @dataclass
 class DCGANNetwork:
     width: int = positive(64)
     norm: str = one_of("batch", NORMS)
 
 
-@schema_for("gantrain.models.resnet.Generator", "gantrain.models.resnet.Discriminator")
+@schema_for("gantrain.models.dcgan.Discriminator")
+@dataclass
+class DCGANDiscriminator(DCGANNetwork):
+    freeze: int = freeze()
+
+
+@schema_for("gantrain.models.resnet.Generator")
 @dataclass
 class ResNetNetwork:
     width: int = positive(128)
 
 
-@schema_for("gantrain.models.dcgan_keras.Generator", "gantrain.models.dcgan_keras.Discriminator")
+@schema_for("gantrain.models.resnet.Discriminator")
+@dataclass
+class ResNetDiscriminator(ResNetNetwork):
+    freeze: int = freeze()
+
+
+@schema_for("gantrain.models.dcgan_keras.Generator")
 @dataclass
 class KerasDCGANNetwork:
     capacity: int = positive(16)
+
+
+@schema_for("gantrain.models.dcgan_keras.Discriminator")
+@dataclass
+class KerasDCGANDiscriminator(KerasDCGANNetwork):
+    freeze: int = freeze()
 
 
 @schema_for("gantrain.models.mlp.Generator")
@@ -137,6 +164,7 @@ class MLPGenerator:
 class MLPDiscriminator:
     hidden: int = positive(256)
     norm: str = one_of("none", NORMS)
+    freeze: int = freeze()  # refused above 0: no blocks
 
 
 @schema_for("gantrain.models.cyclegan.ResnetGenerator")
@@ -155,12 +183,20 @@ class CycleGANDiscriminator:
     norm: str = one_of("instance", NORMS)
 
 
-@schema_for("gantrain.models.cgan.Generator", "gantrain.models.cgan.Discriminator", "gantrain.models.infogan.Generator",
-            "gantrain.models.infogan.Discriminator", "gantrain.models.mlp.BNGenerator",
-            "gantrain.models.mlp.BNDiscriminator", "gantrain.models.toy.Generator", "gantrain.models.toy.Discriminator")
+@schema_for("gantrain.models.cgan.Generator", "gantrain.models.infogan.Generator", "gantrain.models.mlp.BNGenerator",
+            "gantrain.models.toy.Generator")
 @dataclass
 class FixedNetwork:
     """Networks sized by the data alone: they take no keys."""
+
+
+@schema_for("gantrain.models.cgan.Discriminator", "gantrain.models.infogan.Discriminator",
+            "gantrain.models.mlp.BNDiscriminator", "gantrain.models.toy.Discriminator")
+@dataclass
+class FixedDiscriminator:
+    """Discriminators sized by the data alone: only FreezeD's count (refused above 0 by those without blocks)."""
+
+    freeze: int = freeze()
 
 
 # ------------------------------------------------------------------ loss

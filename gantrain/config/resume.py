@@ -1,5 +1,7 @@
 """The config of a resumed run: the checkpoint's own, with this command line's key=value overrides on top."""
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from gantrain.config.migration import migrate_config
@@ -21,6 +23,20 @@ def resumed_config(cfg: DictConfig, saved: dict, saved_choices: dict, choices: d
                     f"a resumed run keeps its config groups (drop {key}=... or start a new run)"
                 )
         elif not o.is_delete():
+            if key == "trainer.init_from":
+                check_same_start(OmegaConf.select(cfg, key, default=None), OmegaConf.select(merged, key, default=None))
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key, default=None), force_add=True)
     merged.trainer.resume = cfg.trainer.resume
     return merged
+
+
+def check_same_start(given: str | None, started: str | None) -> None:
+    """trainer.init_from beside trainer.resume: a resumed run continues from its own checkpoint and loads nothing
+    else, so only the start it already had may be repeated (the same command line with trainer.resume added)."""
+    def where(path: str | None):
+        return Path(str(path)).expanduser().resolve() if path else None
+
+    if where(given) != where(started):
+        was = f"started from {started}" if started else "started from scratch"
+        raise UserError(f"trainer.init_from={given}: the run being resumed {was}, and a resumed run continues from its "
+                        f"own checkpoint; drop trainer.init_from (or start a new run without trainer.resume)")

@@ -11,6 +11,18 @@ from gantrain.data.pixels import to_model_range
 from gantrain.errors import UserError
 
 
+def take(images: Tensor, labels: Tensor | None, limit: int | None, seed: int, name: str) -> tuple[Tensor, Tensor | None]:
+    """data.limit: only `limit` of a set's images (and their labels), the first of a permutation drawn from `seed`
+    (data.limit_seed, not the run's seed: every run sees the same images, and a smaller limit's are among a larger's)."""
+    if limit is None:
+        return images, labels
+    if limit <= 0 or limit > len(images):
+        raise UserError(f"data.limit={limit}: data={name} has {len(images)} images; take between 1 and {len(images)} "
+                        f"of them, or null for all")
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return images[chosen], labels[chosen] if labels is not None else None
+
+
 class Data:
     """What the rest of gantrain sees of a dataset: sample shape, class count, batches, a preview."""
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch.utils.data import Dataset
 
-from gantrain.data.base import Data, StreamData, TensorData
+from gantrain.data.base import Data, StreamData, TensorData, take
 from gantrain.data.transforms import resize_center_crop
 from gantrain.errors import UserError
 
@@ -44,12 +44,13 @@ class TensorImages(Dataset):
 
 
 def _load(name: str, cls, root: str, train: bool, download: bool, image_size: int, hflip: bool,
-          in_memory: bool = True, workers: int = 2) -> Data:
+          in_memory: bool = True, workers: int = 2, limit: int | None = None, limit_seed: int = 0) -> Data:
     ds = _open(name, cls, root, train, download)
     images = torch.as_tensor(np.asarray(ds.data))
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # -> (N, C, H, W) uint8
-    images = resize_center_crop(images.contiguous(), image_size)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    images, labels = take(images, labels, limit, limit_seed, name)  # data.limit: a subset, chosen by data.limit_seed
+    images = resize_center_crop(images.contiguous(), image_size)
     if in_memory:
         return TensorData(name, images, labels, num_classes=10, hflip=hflip, root=root)
     return StreamData(name, TensorImages(images, labels), images.shape[1:], num_classes=10, hflip=hflip, workers=workers,
@@ -58,23 +59,26 @@ def _load(name: str, cls, root: str, train: bool, download: bool, image_size: in
 
 def mnist(
     root: str = "data", train: bool = True, download: bool = False, image_size: int = 28, hflip: bool = False,
-    in_memory: bool = True, workers: int = 2,
+    in_memory: bool = True, workers: int = 2, limit: int | None = None, limit_seed: int = 0,
 ) -> Data:
     """The 60,000 MNIST training digits (or the 10,000 test digits with train=false)."""
-    return _load("mnist", torchvision.datasets.MNIST, root, train, download, image_size, hflip, in_memory, workers)
+    return _load("mnist", torchvision.datasets.MNIST, root, train, download, image_size, hflip, in_memory, workers,
+                 limit, limit_seed)
 
 
 def fashion_mnist(
     root: str = "data", train: bool = True, download: bool = False, image_size: int = 28, hflip: bool = False,
-    in_memory: bool = True, workers: int = 2,
+    in_memory: bool = True, workers: int = 2, limit: int | None = None, limit_seed: int = 0,
 ) -> Data:
     """Zalando's Fashion-MNIST: 60,000 28x28 grayscale clothing images in 10 classes."""
-    return _load("fashion_mnist", torchvision.datasets.FashionMNIST, root, train, download, image_size, hflip, in_memory, workers)
+    return _load("fashion_mnist", torchvision.datasets.FashionMNIST, root, train, download, image_size, hflip, in_memory,
+                 workers, limit, limit_seed)
 
 
 def cifar10(
     root: str = "data", train: bool = True, download: bool = False, image_size: int = 32, hflip: bool = False,
-    in_memory: bool = True, workers: int = 2,
+    in_memory: bool = True, workers: int = 2, limit: int | None = None, limit_seed: int = 0,
 ) -> Data:
     """CIFAR-10: 50,000 32x32 colour images in 10 classes."""
-    return _load("cifar10", torchvision.datasets.CIFAR10, root, train, download, image_size, hflip, in_memory, workers)
+    return _load("cifar10", torchvision.datasets.CIFAR10, root, train, download, image_size, hflip, in_memory, workers,
+                 limit, limit_seed)

@@ -36,7 +36,8 @@ def model_card(state: dict, system: System, path: Path, format: str, check: dict
         "direction": direction if system.translates else None,
         "check": {"max_abs_difference": difference, "tolerance": 1e-4, "batch": batch, "runtime": runtime},
         "source": {"checkpoint": state["path"], "step": state["step"], "trained_with": state.get("gantrain_version"),
-                   "exported_with": __version__, "torch": torch.__version__},
+                   "exported_with": __version__, "torch": torch.__version__,
+                   "started_from": state.get("init_from")},  # trainer.init_from: the run it was fine-tuned from
         "training_config": state.get("config", {}),
         "metrics": run_metrics(Path(state["path"])),
     }
@@ -144,6 +145,7 @@ def markdown(card: dict) -> str:
         ("check", f"max abs difference {card['check']['max_abs_difference']:.3g} from PyTorch on a batch of "
                   f"{card['check']['batch']} ({card['check']['runtime']}; allowed {card['check']['tolerance']:g})"),
         ("trained", f"{card['source']['step']} steps; checkpoint `{card['source']['checkpoint']}`"),
+        ("started from", started_from(card["source"]["started_from"])),
         ("metrics", metrics_line(card["metrics"])),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
@@ -152,6 +154,14 @@ def markdown(card: dict) -> str:
             f"{card['source']['exported_with']} (torch {card['source']['torch']}).\n\n| | |\n|---|---|\n{table}\n\n"
             f"## Loading it\n\n```python\n{card['loading_example']}\n```\n\n"
             f"## Training config\n\n```yaml\n{config}\n```\n")
+
+
+def started_from(origin: dict | None) -> str:
+    """Where a fine-tuned run's networks came from (trainer.init_from), in words."""
+    if not origin:
+        return "scratch (randomly initialised networks)"
+    made = f", gantrain {origin['gantrain_version']}" if origin.get("gantrain_version") else ""
+    return f"`{origin.get('run') or origin['checkpoint']}` at step {origin['step']}{made}"
 
 
 def metrics_line(metrics: dict) -> str:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrain.errors import UserError
+from gantrain.models.layers import freeze_blocks
 
 
 def _block(n_in: int, n_out: int, normalize: bool = True) -> list[nn.Module]:
@@ -42,9 +43,10 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """[x, embed(y)] -> 512 -> 512 (dropout 0.4) -> 512 (dropout 0.4) -> 1, LeakyReLU 0.2; logits."""
 
-    def __init__(self, shape: Sequence[int], num_classes: int = 0):
+    def __init__(self, shape: Sequence[int], num_classes: int = 0, freeze: int = 0):
         super().__init__()
         _check(num_classes)
+        freeze_blocks([], freeze, "cgan")  # no blocks: FreezeD is refused
         self.embed = nn.Embedding(num_classes, num_classes)
         self.net = nn.Sequential(
             nn.Linear(math.prod(shape) + num_classes, 512), nn.LeakyReLU(0.2, inplace=True),

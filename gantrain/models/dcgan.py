@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrain.models.init import dcgan_init
-from gantrain.models.layers import label_planes, norm2d
+from gantrain.models.layers import freeze_blocks, label_planes, norm2d
 from gantrain.models.shapes import image_shape, power_of_two_blocks
 
 
@@ -40,9 +40,10 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(B, C, H, W) -> stride-2 Conv-norm-LeakyReLU(0.2) blocks doubling width (no norm first) -> 4x4 conv logit."""
+    """(B, C, H, W) -> stride-2 Conv-norm-LeakyReLU(0.2) blocks doubling width (no norm first) -> 4x4 conv logit.
+    `freeze`: the first blocks frozen (FreezeD, gantrain.models.layers.freeze_blocks)."""
 
-    def __init__(self, shape: Sequence[int], width: int = 64, norm: str = "batch", num_classes: int = 0):
+    def __init__(self, shape: Sequence[int], width: int = 64, norm: str = "batch", num_classes: int = 0, freeze: int = 0):
         super().__init__()
         channels, size = image_shape(shape, "dcgan")
         blocks = power_of_two_blocks(size, "dcgan")
@@ -55,6 +56,8 @@ class Discriminator(nn.Module):
         layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]  # the tutorial's Sigmoid lives in the loss
         self.main = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        # the blocks: conv-LeakyReLU, then (blocks - 1) x conv-norm-LeakyReLU; the last conv is the output head
+        freeze_blocks([self.main[0:2]] + [self.main[2 + 3 * i: 5 + 3 * i] for i in range(blocks - 1)], freeze, "dcgan")
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.num_classes:

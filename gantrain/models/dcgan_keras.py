@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from gantrain.models.layers import freeze_blocks
 from gantrain.models.shapes import image_shape, power_of_two_blocks
 
 
@@ -56,7 +57,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, shape: Sequence[int], capacity: int = 16):
+    def __init__(self, shape: Sequence[int], capacity: int = 16, freeze: int = 0):
         super().__init__()
         channels, size = image_shape(shape, "dcgan_keras")
         power_of_two_blocks(size, "dcgan_keras", smallest=16)
@@ -68,6 +69,7 @@ class Discriminator(nn.Module):
         self.encode = nn.Sequential(*layers)
         self.dense = nn.Linear(c_in, 1)  # the seed's Dense(1, sigmoid): the sigmoid lives in the loss
         self.apply(glorot)
+        freeze_blocks([self.encode[5 * i: 5 * i + 5] for i in range(4)], freeze, "dcgan_keras")  # FreezeD
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dense(self.encode(x).mean(dim=(2, 3))).flatten()  # global average pooling

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from gantrain.errors import UserError
 from gantrain.models.init import xavier_init
+from gantrain.models.layers import freeze_blocks
 
 
 def _check_mnist_shape(shape: Sequence[int]) -> None:
@@ -36,9 +37,10 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """conv32 5x5-LReLU(0.01)-maxpool -> conv64 5x5-LReLU-maxpool -> FC 4*4*64-LReLU -> FC1 logit."""
+    """conv32 5x5-LReLU(0.01)-maxpool -> conv64 5x5-LReLU-maxpool -> FC 4*4*64-LReLU -> FC1 logit; `freeze`: the
+    first of those three blocks frozen (FreezeD)."""
 
-    def __init__(self, shape: Sequence[int]):
+    def __init__(self, shape: Sequence[int], freeze: int = 0):
         super().__init__()
         _check_mnist_shape(shape)
         self.net = nn.Sequential(
@@ -49,6 +51,7 @@ class Discriminator(nn.Module):
             nn.Linear(4 * 4 * 64, 1),
         )
         self.apply(xavier_init)
+        freeze_blocks([self.net[0:3], self.net[3:6], self.net[6:9]], freeze, "infogan")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten()

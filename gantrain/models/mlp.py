@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrain.models.init import xavier_init, xavier_zero_bias_init
-from gantrain.models.layers import norm1d
+from gantrain.models.layers import freeze_blocks, norm1d
 
 
 class Generator(nn.Module):
@@ -39,8 +39,9 @@ class Discriminator(nn.Module):
     `norm` (none|batch|layer) after the hidden layers; conditional: a label embedding joins the input.
     """
 
-    def __init__(self, shape: Sequence[int], hidden: int = 256, norm: str = "none", num_classes: int = 0):
+    def __init__(self, shape: Sequence[int], hidden: int = 256, norm: str = "none", num_classes: int = 0, freeze: int = 0):
         super().__init__()
+        freeze_blocks([], freeze, "mlp")  # no blocks: FreezeD is refused
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
         self.net = nn.Sequential(
             nn.Linear(math.prod(shape) + num_classes, hidden), norm1d(norm, hidden), nn.LeakyReLU(0.01),
@@ -75,8 +76,9 @@ class BNGenerator(nn.Module):
 class BNDiscriminator(nn.Module):
     """Seed 001: flatten -> 1024-ReLU-512-ReLU-256-ReLU-1, Xavier weights and zero biases; outputs logits."""
 
-    def __init__(self, shape: Sequence[int]):
+    def __init__(self, shape: Sequence[int], freeze: int = 0):
         super().__init__()
+        freeze_blocks([], freeze, "mlp_bn")  # no blocks: FreezeD is refused
         self.net = nn.Sequential(
             nn.Linear(math.prod(shape), 1024), nn.ReLU(True),
             nn.Linear(1024, 512), nn.ReLU(True),

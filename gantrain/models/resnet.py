@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gantrain.models.layers import freeze_blocks
 from gantrain.models.shapes import image_shape, power_of_two_blocks
 
 
@@ -80,7 +81,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, shape: Sequence[int], width: int = 128, num_classes: int = 0):
+    def __init__(self, shape: Sequence[int], width: int = 128, num_classes: int = 0, freeze: int = 0):
         super().__init__()
         channels, size = image_shape(shape, "resnet")
         downs = power_of_two_blocks(size, "resnet", smallest=16) - 1  # 32x32: two halvings, to 8x8
@@ -91,6 +92,7 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, width) if num_classes else None  # projection
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
+        freeze_blocks(list(self.blocks), freeze, "resnet")  # FreezeD: the first residual blocks
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, width): global sum pooling

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from gantrain.errors import UserError
 from gantrain.models.init import dcgan_init
+from gantrain.models.layers import freeze_blocks
 
 
 def _point_dim(shape: Sequence[int]) -> int:
@@ -29,8 +30,9 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D -> 5 -> 3 -> 1 with tanh between, weights N(0, 0.02) and zero biases; outputs logits."""
 
-    def __init__(self, shape: Sequence[int]):
+    def __init__(self, shape: Sequence[int], freeze: int = 0):
         super().__init__()
+        freeze_blocks([], freeze, "toy")  # no blocks: FreezeD is refused
         self.model = nn.Sequential(
             nn.Linear(_point_dim(shape), 5), nn.Tanh(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 1),
         )

@@ -12,7 +12,11 @@ The order of calls in one training step, which a system may rely on:
     n_critic x (d_loss(batch); D's optimizer step; after_d_step())
     g_loss(batch)                      (the same batch as the last d_loss, D's weights frozen)
     G's optimizer step; after_g_step(step + 1)
-so g_loss may reuse work of the d_loss just before it (GAN reuses G(z) with its graph).
+so g_loss may reuse work of the d_loss just before it (GAN reuses G(z) with its graph). With trainer.grad_accum=K
+(only for a system that `accumulates_gradients`) each d_loss(batch) and g_loss(batch) above is K calls, one per
+micro-batch of the batch, in the same order in the D step and in the G step; then g_loss must not backpropagate
+through a graph d_loss made (under DDP the D steps' generator forwards prepare no all-reduce: each micro-batch of
+the G step runs its own, and only the last one's backward all-reduces).
 """
 
 from collections.abc import Iterator
@@ -37,6 +41,9 @@ class System(nn.Module):
     # Capabilities, declared rather than probed:
     draws_samples: bool = False  # sample(n) draws new data from noise (gantrain-sample n=..., the evaluator)
     translates: bool = False  # translate(images, direction) maps one image domain to the other
+    # d_loss and g_loss may run on micro-batches (trainer.grad_accum): each loss is the mean over a batch's samples,
+    # so the micro-batches' gradients, each divided by their number, add up to the whole batch's
+    accumulates_gradients: bool = False
     # The noise of a system that draws samples: its size and law, normal N(0, 1) or uniform U[-1, 1]
     # (gantrain.systems.latents draws, truncates and interpolates codes for gantrain-sample's walks and exports).
     z_dim: int = 0
@@ -83,6 +90,19 @@ class System(nn.Module):
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """Modules saved under these top-level checkpoint keys (weights, EMA, image pools, ...)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- starting from another run (trainer.init_from)
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        """The checkpoint_modules() a new run takes from another run's checkpoint: the networks (and EMA copies),
+        not the state of training (augmentation probabilities, image pools)."""
+        raise UserError(f"{type(self).__name__} cannot start from another run's networks (no pretrained_modules())")
+
+    def after_init_from(self, loaded: list[str]) -> None:
+        """After trainer.init_from loaded those of pretrained_modules() the checkpoint has (`loaded`): fill in the
+        others, or refuse. By default every one is needed."""
+        missing = [name for name in self.pretrained_modules() if name not in loaded]
+        if missing:
+            raise UserError(f"the checkpoint has no '{missing[0]}' weights: it was written by another kind of model")
 
     # ---------------------------------------------------------------- hooks (no-ops by default)
     def after_d_step(self) -> None:

@@ -162,6 +162,10 @@ class CycleGAN(System):
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         return {"generator": self.G, "discriminator": self.D, "pools": self.pools}
 
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        """The four networks; a new run's image pools start empty."""
+        return {"generator": self.G, "discriminator": self.D}
+
     def g_parameters(self):
         return self.G.parameters()
 

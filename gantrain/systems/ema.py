@@ -78,6 +78,12 @@ class EMA(nn.Module):
         # (which also spares a run that never reaches `start`, such as trainer=debug's, their cost).
         self.fresh = step <= self.start
 
+    @torch.no_grad()
+    def reset(self, network: nn.Module) -> None:
+        """The copy made equal to the network again (a run started from another run's G, which had no EMA)."""
+        self.network.load_state_dict(network.state_dict())
+        self.fresh = True  # the network's own statistics, right for its own weights
+
     @staticmethod
     def _loaded(module: "EMA", keys) -> None:
         module.fresh = False

@@ -23,10 +23,14 @@ SPECTRAL_NORM_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
 def add_spectral_norm(network: nn.Module) -> nn.Module:
-    """Spectral normalisation (Miyato et al.) on every weight layer of a network, as SNGAN's D has."""
+    """Spectral normalisation (Miyato et al.) on every weight layer of a network, as SNGAN's D has. A frozen layer
+    (FreezeD) keeps its power-iteration vectors too, so its normalised weight stays the one it was loaded with."""
     for module in list(network.modules()):
         if isinstance(module, SPECTRAL_NORM_LAYERS):
+            trained = module.weight.requires_grad
             nn.utils.parametrizations.spectral_norm(module)
+            if not trained:
+                module.parametrizations.weight[0].n_power_iterations = 0
     return network
 
 
@@ -36,6 +40,7 @@ class GAN(System):
     networks = {"generator": "generator", "discriminator": "discriminator"}  # argument -> cfg.model node
     batch_keys = ("real",)  # what it trains on: one image domain (and labels, when conditional)
     draws_samples = True
+    accumulates_gradients = True  # each loss is a mean over the batch's samples: micro-batches add up (grad_accum)
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss, z_dim: int, z_dist: str = "normal",
@@ -53,16 +58,21 @@ class GAN(System):
                             "model.discriminator.norm=layer (or none, instance)")
         self.G = generator
         self.D = add_spectral_norm(discriminator) if spectral_norm else discriminator
+        # D's blocks frozen by model.discriminator.freeze (FreezeD): not trained, so not given to D's optimizer
+        self._frozen_d = {id(p) for p in self.D.parameters() if not p.requires_grad}
         self.loss, self.z_dim, self.z_dist = loss, z_dim, z_dist
         self.ema = EMA(generator, ema, ema_start) if ema else None
         self.augment = parse_policy(diffaugment)
         check_settings(0.6 if ada is None else ada, ada_kimg, ada_interval)  # the others are checked even when off
         parse_ops(ada_ops)
         self.ada = ADA(ada, ada_kimg, ada_interval, ada_ops) if ada is not None else None
-        self._real_batch = 0  # the last d_loss's real batch size: the images ADA's adjustment counts
-        # G(z) of the step's last d_loss, with its graph: g_loss follows it on the same batch (System's call
-        # order), so G's update backpropagates through the same fakes D just judged, without a second forward
-        self._fake: tuple[Tensor, Tensor | None] | None = None
+        self._real_batch = 0  # real images of this D step's d_loss calls: what ADA's adjustment counts
+        # The last D step's fakes, in d_loss order, as (z, labels, G(z) with its graph): g_loss takes them in the same
+        # order (System's call order), so G's update backpropagates through the fakes D just judged. One fake keeps
+        # its graph (no second forward); micro-batches (trainer.grad_accum) keep none, and g_loss makes each again
+        # from its z: one micro-batch's activations are alive at a time, and each G forward is the G step's own.
+        self._fakes: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
+        self._d_stepped = False  # after_d_step ran since the last d_loss: the next d_loss starts a new D step
 
     # ---------------------------------------------------------------- inputs
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None,
@@ -92,8 +102,9 @@ class GAN(System):
         real = batch["real"]
         real_labels = batch.get("label") if self.num_classes else None
         fake_labels = self.random_labels(real.shape[0])
-        fake = self.generate(self.noise(real.shape[0]), fake_labels)  # keeps its graph for the G step
-        self._fake = (fake, fake_labels)
+        z = self.noise(real.shape[0])
+        fake = self.generate(z, fake_labels)  # keeps its graph for the G step
+        self.keep_fake(z, fake_labels, fake)
         real_logits, fake_logits = self.critic(real, real_labels), self.critic(fake.detach(), fake_labels)
         loss = self.loss.d(real_logits.float(), fake_logits.float())
         stats = {
@@ -103,7 +114,7 @@ class GAN(System):
         }
         if self.ada is not None:
             self.ada.accumulate(real_logits)
-            self._real_batch = real.shape[0]
+            self._real_batch += real.shape[0]
             stats["aug/p"], stats["aug/rt"] = self.ada.p.clone(), self.ada.rt.clone()
         if self.loss.gp:
             penalty = gradient_penalty(lambda x: self.critic(x, real_labels).float(), real, fake, self.loss_scale)
@@ -116,13 +127,24 @@ class GAN(System):
         stats["loss/D"] = loss.detach()
         return loss, stats
 
+    def keep_fake(self, z: Tensor, labels: Tensor | None, fake: Tensor) -> None:
+        """Keep a d_loss's fakes for the G step (a new D step's first d_loss forgets the previous D step's); from a
+        D step's second micro-batch on, only their noise: g_loss makes every fake again."""
+        if self._d_stepped:
+            self._fakes, self._d_stepped = [], False
+        if self._fakes:
+            self._fakes = [(z_, labels_, None) for z_, labels_, _ in self._fakes]
+            fake = None
+        self._fakes.append((z, labels, fake))
+
     def g_loss(self, batch: Batch) -> tuple[Tensor, Stats]:
-        """G's loss through the just-updated D, on the fake batch of the last D step."""
-        cached, self._fake = self._fake, None
-        if cached is None:  # no D step since the last G step
+        """G's loss through the just-updated D, on the fakes of the last D step (the same micro-batch's)."""
+        if self._fakes:
+            z, labels, fake = self._fakes.pop(0)
+            fake = self.generate(z, labels) if fake is None else fake
+        else:  # no D step since the last G step
             labels = self.random_labels(batch["real"].shape[0])
-            cached = (self.generate(self.noise(batch["real"].shape[0]), labels), labels)
-        fake, labels = cached
+            fake = self.generate(self.noise(batch["real"].shape[0]), labels)
         fake_logits = self.critic(fake, labels)
         loss = self.loss.g(fake_logits.float())
         return loss, {"loss/G": loss.detach(), "D(G(z))/after_D_step": self.loss.output(fake_logits.detach().float()).mean()}
@@ -130,12 +152,14 @@ class GAN(System):
     # ---------------------------------------------------------------- hooks and the progress line
     @torch.no_grad()
     def after_d_step(self) -> None:
-        """WGAN's weight clipping: every critic parameter back into [-clip, clip]; ADA's adjustment of p."""
+        """WGAN's weight clipping: every trained critic parameter back into [-clip, clip]; ADA's adjustment of p."""
+        self._d_stepped = True
         if self.loss.clip:
-            for p in self.D.parameters():
+            for p in self.d_parameters():
                 p.clamp_(-self.loss.clip, self.loss.clip)
         if self.ada is not None:
             self.ada.adjust(self._real_batch)
+            self._real_batch = 0
 
     def after_g_step(self, step: int) -> None:
         if self.ema is not None:
@@ -230,11 +254,23 @@ class GAN(System):
             modules["ada"] = self.ada
         return modules
 
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        """What trainer.init_from takes from another run: G, D and the EMA copy (not ADA's p: it adapts afresh)."""
+        return {"generator": self.G, "discriminator": self.D} | ({"ema": self.ema} if self.ema is not None else {})
+
+    def after_init_from(self, loaded: list[str]) -> None:
+        """An EMA the source run did not have starts as the loaded G."""
+        if self.ema is not None and "ema" not in loaded:
+            self.ema.reset(self.G)
+            loaded = [*loaded, "ema"]
+        super().after_init_from(loaded)
+
     def g_parameters(self):
         return self.G.parameters()
 
     def d_parameters(self):
-        return self.D.parameters()
+        """D's parameters less its frozen blocks' (model.discriminator.freeze)."""
+        return (p for p in self.D.parameters() if id(p) not in self._frozen_d)
 
     def trained_networks(self) -> list[nn.Module]:
         return [self.G, self.D]

@@ -155,12 +155,46 @@ def load_system_weights(system, state: dict) -> None:
         if name not in state:
             raise UserError(f"checkpoint {state.get('path')} has no '{name}' weights: it was not written by this kind "
                             f"of model")
-        try:
-            module.load_state_dict(state[name])
-        except RuntimeError as err:  # torch's first line is a header; the second names the first tensor that differs
-            detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), first_line(err))
-            was = state.get("choices", {}).get("model", "another model")
-            raise UserError(f"checkpoint {state.get('path')} (model={was}) does not fit this {name}: {detail}") from err
+        load_module(module, name, state)
+
+
+def load_pretrained(system, state: dict) -> list[str]:
+    """trainer.init_from: the networks of system.pretrained_modules() that the checkpoint has, loaded; returns their
+    names (the system fills in or refuses the others, after_init_from)."""
+    loaded = [name for name in system.pretrained_modules() if name in state]
+    for name in loaded:
+        load_module(system.pretrained_modules()[name], name, state)
+    return loaded
+
+
+def load_module(module: torch.nn.Module, name: str, state: dict) -> None:
+    """state[name] into a module, or a one-line refusal naming the first tensor that differs and both shapes."""
+    difference = first_difference(module.state_dict(), state[name], name)
+    try:
+        if difference:
+            raise RuntimeError(difference)
+        module.load_state_dict(state[name])
+    except RuntimeError as err:  # torch's first line is a header; the second names the first tensor that differs
+        detail = difference or next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), first_line(err))
+        was = state.get("choices", {}).get("model")
+        made = f" (model={was})" if was else ""  # runs built outside the CLI record no group choices
+        raise UserError(f"checkpoint {state.get('path')}{made} does not fit this {name}: {detail}") from err
+
+
+def first_difference(here: dict, saved: dict, name: str) -> str | None:
+    """The first tensor, in the module's own order, that the saved state dict lacks or holds in another shape (then
+    any it has that the module lacks), in words; None when every name and shape agrees."""
+    for key, value in here.items():
+        if key not in saved:
+            return f"{key} ({shape_of(value)} here) is not in the checkpoint"
+        if torch.is_tensor(value) and torch.is_tensor(saved[key]) and value.shape != saved[key].shape:
+            return f"{key} is {shape_of(saved[key])} in the checkpoint but {shape_of(value)} here"
+    extra = next((key for key in saved if key not in here), None)
+    return f"the checkpoint's {extra} ({shape_of(saved[extra])}) has no place in this {name}" if extra else None
+
+
+def shape_of(value) -> str:
+    return ("x".join(map(str, value.shape)) or "a scalar") if torch.is_tensor(value) else type(value).__name__
 
 
 def trainer_state(trainer) -> dict:
@@ -202,6 +236,8 @@ def restore_trainer(trainer, path) -> dict:
     trainer.fixed = state["fixed"]
     trainer.objective.load_state_dict(state)
     trainer.clock.load_state_dict(state)
+    if state.get("init_from"):  # where the run started (trainer.init_from), for its summary and later checkpoints
+        trainer.meta["init_from"] = state["init_from"]
     set_rng_state(state["rng"], trainer.device)
     log.info("resumed from %s at step %d", state["path"], state["step"])
     return state

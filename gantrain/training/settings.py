@@ -6,6 +6,7 @@ is built; __post_init__ checks the settings that go together.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -24,7 +25,8 @@ class TrainerConfig:
 
     max_steps: int = positive(1200)  # steps of the run (a step = n_critic D updates + one G update)
     max_seconds: Optional[float] = positive(None)  # also stop once training took this long (evaluations excluded)
-    batch_size: int = positive(64)
+    batch_size: int = positive(64)  # images per optimizer step (per process under torchrun), whatever grad_accum is
+    grad_accum: int = positive(1)  # each optimizer step sums the gradients of this many micro-batches of the batch
     n_critic: int = positive(1)
     device: str = rule("auto", is_device_name, "auto, cpu, cuda, cuda:N or mps")
     amp: Any = rule(False, lambda v: is_amp(v), "false, bf16 or fp16")
@@ -41,6 +43,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = at_least(None, 0)  # 0 or null: no clipping
     progress: bool = True
     resume: Optional[str] = existing(None, "path")  # a run directory or a checkpoint file
+    init_from: Optional[str] = None  # a run or checkpoint whose G, D and EMA a new run starts from (checked below)
     decay_start: Optional[int] = at_least(None, 0)
     eval_every: Optional[int] = at_least(None, 0)  # 0 or null: no evaluations during training
     best_metric: str = one_of("fid", SCORES)
@@ -51,6 +54,15 @@ class TrainerConfig:
 
     def __post_init__(self):
         """What single values cannot say: settings that go together, and whether the device is here."""
+        # a resumed run only records where it started: it loads its own checkpoint, whether or not the source is there
+        if self.init_from is not None and not self.resume and not Path(str(self.init_from)).expanduser().exists():
+            raise UserError(f"trainer.init_from={self.init_from}: expected an existing path (a run directory or a "
+                            f"checkpoint file), or null")
+        if self.batch_size % self.grad_accum:
+            divisors = [k for k in range(2, self.batch_size + 1) if self.batch_size % k == 0][:4]
+            raise UserError(f"trainer.grad_accum={self.grad_accum}: trainer.batch_size={self.batch_size} does not split "
+                            f"into {self.grad_accum} equal micro-batches; use a divisor of it "
+                            f"({', '.join(map(str, divisors)) or 'none above 1'}), or change trainer.batch_size")
         if (self.must_reach is None) != (self.must_reach_by is None):
             raise UserError(f"trainer.must_reach={self.must_reach}, trainer.must_reach_by={self.must_reach_by}: "
                             f"set both (the value best_metric must reach, and the step by which) or neither")

@@ -5,7 +5,8 @@ failed) and by the CLI when a run fails before training starts; read by sweeps (
 trained again) and by gantrain-report. Keys: status, reason, steps, max_steps, wall_seconds,
 train_seconds (wall time less evaluations), images_per_sec, best_metric, best ({metric, value, step} or null),
 final_metrics, evaluations (every evaluation's step, training seconds so far and values), overrides, choices,
-gantrain_version.
+gantrain_version, init_from (where a run started by trainer.init_from came from: run, checkpoint, step, gantrain_version,
+model, data, networks; null for a run started from scratch).
 """
 
 import json
@@ -46,4 +47,5 @@ def run_summary(status: str, reason: str | None, step: int, max_steps: int, cloc
         "best_metric": objective.metric, "best": objective.best or None, "final_metrics": objective.final_metrics(),
         "evaluations": objective.evaluations, "overrides": list(meta.get("overrides", [])),
         "choices": meta.get("choices", {}), "gantrain_version": meta.get("gantrain_version"),
+        "init_from": meta.get("init_from"),
     }

@@ -61,8 +61,12 @@ class Trainer:
             torch.manual_seed(seed + 1_000_003 * self.rank)
         self.g_params, self.d_params = list(system.g_parameters()), list(system.d_parameters())
         fused = use_fused(settings.fused, self.device)
-        self.g_step = OptimizerStep("G", make_optimizer(make_opt_g, self.g_params, fused), self.g_params, settings, self.device)
-        self.d_step = OptimizerStep("D", make_optimizer(make_opt_d, self.d_params, fused), self.d_params, settings, self.device)
+        # trainer.grad_accum: no all-reduce of any network's gradients before a step's last micro-batch
+        hold = lambda: self.no_sync(self.g_params + self.d_params)  # noqa: E731
+        self.g_step = OptimizerStep("G", make_optimizer(make_opt_g, self.g_params, fused), self.g_params, settings,
+                                    self.device, hold)
+        self.d_step = OptimizerStep("D", make_optimizer(make_opt_d, self.d_params, fused), self.d_params, settings,
+                                    self.device, hold)
         self.opt_g, self.scaler_g, self.opt_d, self.scaler_d = (self.g_step.optimizer, self.g_step.scaler,
                                                                 self.d_step.optimizer, self.d_step.scaler)
         shard = {"rank": self.rank, "world": self.world} if self.world > 1 else {}
@@ -126,8 +130,10 @@ class Trainer:
         measure = (self.step + 1) % self.settings.log_every == 0
         for i in range(self.settings.n_critic):
             batch = to_memory_format(next(self.batches), self.memory_format)
-            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through
-            with self.no_sync(self.g_params) if i < self.settings.n_critic - 1 else contextlib.nullcontext():
+            # under DDP, G's gradients are all-reduced only for the fake the G step will backpropagate through: the
+            # last D step's, or none with trainer.grad_accum (the G step makes its micro-batches' fakes again)
+            g_quiet = i < self.settings.n_critic - 1 or self.settings.grad_accum > 1
+            with self.no_sync(self.g_params) if g_quiet else contextlib.nullcontext():
                 self.meter.add(self.d_step(self.system, self.system.d_loss, batch, self.watch, measure))
             self.system.after_d_step()
         with self.no_sync(self.d_params):  # D's weights are frozen in the G step: nothing of D's to all-reduce

@@ -78,6 +78,7 @@ RUN_MADE_BY = {
     r"label=": r"^gantrain experiment=cgan_mnist ",                                # a class of a conditional GAN
     r"trust_checkpoint=true": r"^gantrain hydra\.searchpath=",                     # a model of the user's own
     r"^gantrain-sample .*(truncation=|mode=classes)": r"^gantrain experiment=cgan_mnist ",  # normal latents, classes
+    r"trainer\.init_from=": r"^gantrain data=mnist data\.root=data data\.image_size=32 ",  # the guide's source network
 }
 # Shown commands whose outputs a later command reads.
 NEEDS = {

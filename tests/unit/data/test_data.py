@@ -11,7 +11,7 @@ from PIL import Image
 
 from gantrain.config.build import build_data
 from gantrain.data import folder, torchvision_sets, toy
-from gantrain.data.base import StreamData, TensorData
+from gantrain.data.base import StreamData, TensorData, take
 from gantrain.data.batches import TOO_LARGE
 from gantrain.data.digits import digits
 from gantrain.errors import UserError
@@ -26,6 +26,20 @@ def test_digits_are_real_labelled_images_in_range():
     assert batch["real"].shape == (64, 1, 32, 32) and batch["label"].shape == (64,)
     assert batch["real"].min() >= -1 and batch["real"].max() <= 1
     assert batch["real"].min() == -1  # black background
+
+
+def test_data_limit_takes_a_fixed_subset_with_its_labels(mnist_root):
+    """data.limit: the same images whatever the run's seed, a smaller limit's among a larger's, labels alongside."""
+    every = digits(image_size=8)
+    small = digits(image_size=8, limit=100)
+    (x, y), (x2, _) = take(every.x, every.labels, 300, 0, "digits"), take(every.x, every.labels, 300, 1, "digits")
+    assert len(small) == 100 and small.num_classes == 10 and len(x) == 300 and not torch.equal(x, x2)
+    rows = {tuple(image.flatten().tolist()): int(label) for image, label in zip(every.x, every.labels)}
+    assert all(rows[tuple(image.flatten().tolist())] == int(label) for image, label in zip(x, y))
+    assert {tuple(image.flatten().tolist()) for image in small.x} <= {tuple(image.flatten().tolist()) for image in x}
+    assert len(torchvision_sets.mnist(root=str(mnist_root), limit=10)) == 10
+    with pytest.raises(UserError, match=r"^data.limit=2000: data=digits has 1797 images; take between 1 and 1797"):
+        take(every.x, every.labels, 2000, 0, "digits")
 
 
 def test_gaussian2d_is_seed002_distribution():

@@ -48,7 +48,9 @@ def test_a_checkpoint_resumes_at_any_world_size(cli, two_process_run, tmp_path):
     run_dir = shutil.copytree(two_process_run[0] / "run", tmp_path / "run")  # saved by 2 processes at step 6
     one = cli.run("gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=8", cwd=tmp_path, env=ENV)  # 1 process
     assert one.returncode == 0, one.stderr
-    two = cli.run_ranks(2, "gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=10", cwd=tmp_path, env=ENV)
+    # ... and on 2 ranks again, accumulating 2 micro-batches a step: the ranks must still all-reduce every gradient
+    two = cli.run_ranks(2, "gantrain", f"trainer.resume={run_dir}", "trainer.max_steps=10", "trainer.grad_accum=2",
+                        cwd=tmp_path, env=ENV)
     assert two.returncode == 0, two.stderr
     assert load_checkpoint(run_dir)["step"] == 10 and "weights identical on 2 ranks" in two.stdout + two.stderr
 
