@@ -50,7 +50,7 @@ MOVED_ATTRIBUTES = {
         "user_overrides": "gantrain.cli.runs", "torchrun_overrides": "gantrain.cli.torchrun",
         "resumed_config": "gantrain.config.resume", "run_dir_of": "gantrain.training.checkpoint",
     },
-    "gantrain.search": {"SeededTPESampler": "gantrain.search.study", "ResumableStudy": "gantrain.search.study"},
+    "gantrain.search": {"SeededTPESampler": "gantrain.search.study"},  # ResumableStudy: the search's sweeper does its job
 }
 
 

@@ -16,6 +16,8 @@ Fixtures (tests ask for them by name; nothing here is imported by a test):
                    fresh folder unless given); base=() for a preset of one's own, fit=False to get it untrained
     tiny_run       a 4-step run of the tiny GAN on the bundled digits, trained once per session: read it only
                    (copy it before resuming or writing into it)
+    mlflow_store   mlflow_store(folder) -> folder, holding an empty MLflow SQLite store (mlflow.db) made once a session:
+                   MLflow's own first start of a store runs its schema migrations (seconds)
     cli            cli.run(*argv, cwd=..., env=None, timeout=300, check=False) -> subprocess.CompletedProcess and
                    cli.start(*argv, cwd=..., env=None) -> a process to signal, kill and wait for: argv is a console
                    script (`gantrain`, `gantrain-sample`, `gantrain-eval`) or what follows `python` (`-c CODE`,
@@ -80,7 +82,8 @@ def pytest_configure(config):
 # by their number of tests); the slowest go first, so the two workers end together instead of one starting the
 # documented commands (a third of the suite) when the other is nearly done. Seconds on 2 cores; a file not
 # listed counts as quick.
-SLOW_FILES = {"test_doc_commands.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_configs.py": 20,
+SLOW_FILES = {"test_doc_commands.py": 110, "test_reliability.py": 40, "test_sweeps.py": 37, "test_workers.py": 30,
+              "test_configs.py": 20,
               "test_metrics.py": 19, "test_distributed.py": 19, "test_families.py": 16, "test_cli.py": 14,
               "test_overrides_property.py": 14, "test_cyclegan.py": 10, "test_trainer.py": 8}
 
@@ -257,6 +260,31 @@ def tiny_run(train) -> Path:
     """4 steps (trainer=debug) of the tiny GAN on the bundled digits, checkpointed at steps 2 and 4: for tests that
     only read a run (sample it, load or doctor its checkpoint, resume it elsewhere). Copy it to write into it."""
     return train().run_dir
+
+
+@pytest.fixture(scope="session")
+def mlflow_store():
+    """mlflow_store(folder) -> folder with a copy of an empty, migrated MLflow store as folder/mlflow.db (logger=mlflow's
+    store for a run or a sweep in that folder); skipped where MLflow is not installed. The store is made once for the
+    whole session, whichever worker asks first (the others wait for it), in the session's cache folder."""
+    pytest.importorskip("mlflow")
+    import fcntl
+
+    template = Path(os.environ["GANTRAIN_CACHE"]) / "mlflow-template.db"
+    with open(template.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.is_file():
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=f"sqlite:///{template}.new").search_experiments()  # makes and migrates the tables
+            os.replace(f"{template}.new", template)
+
+    def store(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(template, folder / "mlflow.db")
+        return folder
+
+    return store
 
 
 # ------------------------------------------------------------------ DataLoader workers left running

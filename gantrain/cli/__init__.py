@@ -1,7 +1,9 @@
 """The console commands and what only they do: the command-line pre-check, exit statuses, sweep callbacks and
 torchrun's arguments. The only place that maps errors to exit statuses."""
 
-from gantrain.cli.commands import evaluate, export, import_official, report, sample, train  # noqa: F401  (entry points)
+from gantrain.cli.commands import (  # noqa: F401  (the entry points)
+    evaluate, export, import_official, report, sample, search, train,
+)
 from gantrain.moved import attribute_of_moved_module
 
 

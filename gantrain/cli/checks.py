@@ -8,6 +8,7 @@ multi-line errors into one line with the closest valid name. It keeps no list of
 
 import argparse
 import difflib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from gantrain.config.build import check_config
 from gantrain.config.migration import explain_moved_key
 from gantrain.config.schema import explain_omegaconf_error
 from gantrain.errors import UserError
+from gantrain.search import SWEEPER
 
 
 def hydra_flags() -> argparse.ArgumentParser:
@@ -54,6 +56,7 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException as err:
         raise UserError(f"cannot read the command line: {first_line(err)}") from None
+    searched = any(o.is_sweep_override() for o in overrides)  # a search space on the command line
     overrides = [o for o in overrides if composable(o)]
     for o in overrides:  # a key an earlier release had elsewhere (trainer.ema): name its new place
         if moved := explain_moved_key(o.key_or_group):
@@ -66,7 +69,7 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         for line in representative_command_lines(overrides):
             cfg = compose_or_explain(config_name, line, overrides, loader)
             if args.multirun:
-                check_search(cfg)
+                check_search(cfg, searched)
             else:
                 check_values(cfg)
                 check_output_dir(cfg)
@@ -190,12 +193,19 @@ def check_values(cfg: DictConfig) -> None:
     check_config(cfg)
 
 
-def check_search(cfg: DictConfig) -> None:
-    """A sweeper that optimises (Optuna) needs each run to return a value: the best of its evaluations."""
-    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
-    if "optuna" in sweeper.lower() and not OmegaConf.select(cfg, "trainer.eval_every", default=None):
+def check_search(cfg: DictConfig, searched: bool = True) -> None:
+    """A search (hydra/sweeper=search) needs Optuna, a space to search, and each run must return a value: the best of
+    its evaluations."""
+    if OmegaConf.select(cfg, "hydra.sweeper._target_", default="") != SWEEPER:
+        return
+    if importlib.util.find_spec("optuna") is None:
+        raise UserError("a search needs Optuna: pip install \"gantrain[sweep]\"")
+    if not OmegaConf.select(cfg, "trainer.eval_every", default=None):
         raise UserError(f"a search optimises trainer.best_metric ({cfg.trainer.best_metric}), which needs evaluations: "
                         f"add trainer.eval_every=N (and metrics.num_samples=... to keep them quick)")
+    if not searched and not cfg.hydra.sweeper.params:
+        raise UserError("the search has nothing to search: give a space such as 'optim.lr=tag(log, interval(1e-5, "
+                        "1e-3))' or 'loss=choice(bce, lsgan)', or use hydra/sweeper=gan_search")
 
 
 def check_output_dir(cfg: DictConfig) -> None:

@@ -1,5 +1,5 @@
-"""The console commands, one entry function each: gantrain, gantrain-sample, gantrain-eval, gantrain-export and
-gantrain-report (pyproject.toml's [project.scripts] names them)."""
+"""The console commands, one entry function each: gantrain, gantrain-search, gantrain-sample, gantrain-eval,
+gantrain-export and gantrain-report (pyproject.toml's [project.scripts] names them)."""
 
 import argparse
 import functools
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.plugins import Plugins
+from hydra_plugins.gantrain_search import SearchSweeper
 from omegaconf import DictConfig
 
 from gantrain.cli import torchrun
@@ -46,6 +48,8 @@ def hydra_command(config_name: str, schema: type | None = None, config_path: str
 
 def train() -> None:
     """`gantrain [group=option ...] [key=value ...]`: train a GAN (under torchrun: one process per device)."""
+    # Hydra finds plugins by walking hydra_plugins/, which misses an editable install's (setuptools' import hook)
+    Plugins.instance().register(SearchSweeper)
     with torchrun.session():
         if os.environ.get("HYDRA_FULL_ERROR") != "1":
             try:  # typos and bad values, in one line, before Hydra creates a run directory
@@ -53,6 +57,18 @@ def train() -> None:
             except UserError as err:
                 fail(str(err))
         hydra_command("config", RunConfig, CONFIG_PATH)(train_job)()
+
+
+def search() -> None:
+    """`gantrain-search [group=option ...] [key=value ...] [key=choice(a, b) ...]`: a search worker (`gantrain -m
+    hydra/sweeper=search`, its study and trial folders in outputs/search/STUDY unless hydra.sweep.dir says where).
+    Started again, or on several machines against one storage, it joins the same study (gantrain/search/sweeper.py)."""
+    argv = sys.argv[1:]
+    defaults = [] if any(a.lstrip("+").startswith("hydra/sweeper=") for a in argv) else ["hydra/sweeper=search"]
+    if not any(a.startswith("hydra.sweep.dir=") for a in argv):  # not a time stamp: every worker finds the same folder
+        defaults.append("hydra.sweep.dir=outputs/search/${hydra.sweeper.study_name}")
+    sys.argv = [sys.argv[0], "-m", *defaults, *argv]
+    train()
 
 
 @hydra_command("sample", SampleCommand)

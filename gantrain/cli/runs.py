@@ -17,6 +17,7 @@ from gantrain.config.trust import check_saved_config, targets_in
 from gantrain.device import device_for_sweep_job
 from gantrain.errors import first_line
 from gantrain.moved import new_target
+from gantrain.search import SWEEPER
 from gantrain.training import distributed
 from gantrain.training.checkpoint import check_resumable, load_checkpoint
 from gantrain.training.summary import FILE, write_summary
@@ -40,12 +41,22 @@ def train_job(cfg: DictConfig) -> float | None:
         meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": choices,
                 "overrides": [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.")]}
         log.info("run directory: %s", run_dir)
-        return build_trainer(cfg, run_dir, meta=meta, hparams=hparams_of(cfg)).fit()
+        return build_trainer(cfg, run_dir, meta=meta, hparams=hparams_of(cfg), report=search_report(run_dir)).fit()
     except Exception as err:
         if distributed.is_main() and not (run_dir / FILE).exists():
             write_summary(run_dir, {"status": "failed", "reason": first_line(err), "steps": 0, "best": None,
                                     "overrides": list(HydraConfig.get().overrides.task)})
         raise
+
+
+def search_report(run_dir: Path):
+    """A search trial's report callback (its evaluations go to the study, whose pruner may stop it); None otherwise."""
+    sweeper = HydraConfig.get().sweeper
+    if not (is_multirun() and sweeper.get("_target_") == SWEEPER):
+        return None
+    from gantrain.search.pruning import trial_report  # Optuna: imported by search trials only
+
+    return trial_report(sweeper, run_dir)
 
 
 def with_resumed_config(cfg: DictConfig) -> tuple[DictConfig, dict]:

@@ -26,7 +26,8 @@ def session():
 
 def torchrun_overrides(argv: list[str]) -> list[str]:
     """All ranks write into rank 0's run directory; only rank 0 writes Hydra's files and logs at INFO."""
-    if "-m" in argv or "--multirun" in argv:
+    searching = any(a in ("hydra/sweeper=search", "hydra/sweeper=gan_search") for a in argv)
+    if ("-m" in argv or "--multirun" in argv) and not searching:  # a search's rank 0 hands every rank its trial
         fail("torchrun runs one training job: drop -m (sweep with Hydra's launchers instead)")
     extra = []
     stamp = distributed.broadcast_from_main(datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))

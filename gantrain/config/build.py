@@ -1,6 +1,7 @@
 """Config -> objects: the only place that calls hydra.utils.instantiate."""
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,12 @@ def check_config(cfg: DictConfig) -> None:
     validate(cfg, RunConfig)
 
 
-def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None) -> Trainer:
+def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None,
+                  report: Callable[[int, float], bool] | None = None) -> Trainer:
     """Everything a run needs, seeded by cfg.seed before any weight is drawn. Every checkpoint records the
     resolved config, the groups chosen (when the caller knows them) and the gantrain version, so a run built
-    here, from the CLI or not, can be sampled, evaluated and resumed."""
+    here, from the CLI or not, can be sampled, evaluated and resumed. `report`: a search trial's callback for
+    each evaluation (gantrain.search.pruning), True to prune."""
     check_config(cfg)
     settings = trainer_settings(cfg.trainer)  # typed and range-checked before anything is built
     meta = {"config": OmegaConf.to_container(cfg, resolve=True), "choices": {}, **(meta or {}),
@@ -105,7 +108,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None
         system, data, settings,
         make_opt_g=instantiate(cfg.optim.generator), make_opt_d=instantiate(cfg.optim.discriminator),
         make_logger=instantiate(cfg.logger), run_dir=run_dir, meta=meta, hparams=hparams, seed=cfg.seed,
-        evaluator=evaluator,
+        evaluator=evaluator, report=report,
     )
 
 

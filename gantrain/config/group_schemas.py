@@ -6,7 +6,7 @@ its target's signature. Choices come from the code that uses them, not from a co
 """
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from gantrain.config.schema import schema_for
 from gantrain.fields import (all_of, at_least, auto_or_bool, auto_or_positive, between, existing, one_of, positive,
@@ -336,6 +336,22 @@ class TensorBoardLogger:
     gif: bool = True
     flush_secs: int = positive(30)
     max_gif_frames: int = positive(100)
+    tensorboard: bool = True  # false: the run folder's pictures only (a list of loggers whose numbers go elsewhere)
+
+
+@schema_for("gantrain.training.tracking.MlflowLogger")
+@dataclass
+class MlflowLogger:
+    tracking_uri: Optional[str] = None  # None: mlflow.db in store_dir (the sweep's folder) or the run's
+    experiment: Optional[str] = None
+    store_dir: Optional[str] = None
+    files: bool = True
+
+
+@schema_for("gantrain.training.loggers.Loggers")
+@dataclass
+class Loggers:
+    loggers: List[Dict[str, Any]] = field(default_factory=list)  # logger nodes, each checked by its own schema
 
 
 @schema_for("gantrain.metrics.evaluator.Evaluator")

@@ -1,7 +1,7 @@
 """The `${gantrain_...:}` resolvers gantrain's configs use, registered with OmegaConf when gantrain.config is imported."""
 
-import hashlib
-
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from gantrain.training.checkpoint import run_dir_of
@@ -19,9 +19,12 @@ def hydra_subdir(resume, stamp: str) -> str:
     return f".hydra/resume-{stamp}" if run_dir_of(resume) else ".hydra"
 
 
-def trial_dir(overrides) -> str:
-    """A search trial's directory: a digest of its overrides (the same parameters, the same directory)."""
-    return "trial-" + hashlib.sha1(str(overrides).encode()).hexdigest()[:10]
+def sweep_dir() -> str | None:
+    """logger=mlflow's store_dir: the sweep's (or search's) folder under -m, so its runs share one store and one
+    experiment; None for a single run (the store goes in its own folder)."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(HydraConfig.get().sweep.dir)
+    return None
 
 
 def times(value, factor) -> float:
@@ -34,7 +37,8 @@ def times(value, factor) -> float:
     return numbers[0] * numbers[1]
 
 
-RESOLVERS = {"gantrain_run_dir": run_dir, "gantrain_hydra_subdir": hydra_subdir, "gantrain_trial_dir": trial_dir,
-             "gantrain_direction": lambda metric: direction(str(metric)), "gantrain_times": times}
+RESOLVERS = {"gantrain_run_dir": run_dir, "gantrain_hydra_subdir": hydra_subdir,
+             "gantrain_direction": lambda metric: direction(str(metric)), "gantrain_times": times,
+             "gantrain_sweep_dir": sweep_dir}
 for name, resolver in RESOLVERS.items():
     OmegaConf.register_new_resolver(name, resolver, replace=True)

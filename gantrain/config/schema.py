@@ -52,6 +52,10 @@ def validate(cfg: DictConfig, schema: type | None = None, path: str = "") -> Non
     for key in cfg:
         if isinstance(key, str) and key != "hydra" and isinstance(cfg._get_node(key), DictConfig):
             validate(cfg[key], nested.get(key), f"{path}.{key}" if path else key)
+        elif isinstance(key, str) and isinstance(cfg._get_node(key), ListConfig):  # a list of nodes (logger.loggers)
+            for i, item in enumerate(cfg._get_node(key)):
+                if isinstance(item, DictConfig):
+                    validate(item, None, f"{path}.{key}.{i}" if path else f"{key}.{i}")
 
 
 def _target_of(node: DictConfig) -> str | None:
@@ -151,6 +155,10 @@ def convert(value: Any, annotation: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError("not a list")
         return [convert(item, args[0] if args else Any) for item in value]
+    if origin in (dict, typing.Dict):  # a node of its own (an item of logger.loggers): validate() checks its keys
+        if not isinstance(value, dict):
+            raise ValueError("not a mapping")
+        return value
     node = {int: IntegerNode, float: FloatNode, bool: BooleanNode, str: StringNode}.get(annotation, AnyNode)
     if value is None and annotation is not Any:
         raise ValueError("null")

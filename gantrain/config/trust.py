@@ -34,9 +34,11 @@ def targets_in(node, path: str = "") -> Iterator[tuple[str, str]]:
 
 @functools.cache
 def shipped_targets() -> frozenset[str]:
-    """Every `_target_` named by a YAML file of gantrain's config groups."""
+    """Every `_target_` named by a YAML file of gantrain's config groups. Not configs/hydra/'s sweepers and pruners
+    (Optuna's): Hydra's own settings are never part of the config a checkpoint saves."""
     root = Path(str(files("gantrain.configs")))
-    return frozenset(target for p in root.rglob("*.yaml") for _, target in targets_in(OmegaConf.load(p)))
+    return frozenset(target for p in root.rglob("*.yaml") if p.relative_to(root).parts[0] != "hydra"
+                     for _, target in targets_in(OmegaConf.load(p)))
 
 
 def check_saved_config(config, source: str, trust: bool = False, also_allowed=()) -> None:

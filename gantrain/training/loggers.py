@@ -1,4 +1,8 @@
-"""Where a run's numbers and pictures go: TensorBoard event files, PNG grids, a GIF of progress."""
+"""Where a run's numbers and pictures go: TensorBoard event files, PNG grids, a GIF of progress; `Loggers` sends them
+to a list of loggers (logger=tensorboard_mlflow: these files and an MLflow tracking store, training/tracking.py).
+
+The interface every logger has: scalars(values, step), grid(tag, samples, step) -> picture, hparams(params, metrics),
+finish(summary) at the end of a run, close() when it stops any other way, and last_grid."""
 
 import logging
 from pathlib import Path
@@ -15,26 +19,29 @@ log = logging.getLogger(__name__)
 
 
 class RunLogger:
-    """TensorBoard scalars/images in the run directory, plus samples/*.png, final.png and progress.gif."""
+    """TensorBoard scalars/images in the run directory, plus samples/*.png, final.png and progress.gif
+    (tensorboard=false: the pictures only, for a list of loggers whose numbers go elsewhere)."""
 
     def __init__(self, run_dir: str | Path, purge_step: int | None = None, png: bool = True, gif: bool = True,
-                 flush_secs: int = 30, max_gif_frames: int = 100):
+                 flush_secs: int = 30, max_gif_frames: int = 100, tensorboard: bool = True):
         self.run_dir = Path(run_dir)
         self.samples_dir = self.run_dir / "samples"
         self.png, self.gif, self.max_gif_frames = png, gif, max_gif_frames
         # purge_step hides events a crashed run wrote after the checkpoint we resume from
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step, flush_secs=flush_secs)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step, flush_secs=flush_secs) \
+            if tensorboard else None
         self.reference_points: Tensor | None = None
         self.last_grid: Tensor | None = None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
+        for tag, value in values.items() if self.writer else ():
             self.writer.add_scalar(tag, value, step)
 
     def grid(self, tag: str, samples: Tensor, step: int) -> Tensor:
         """Log images (B, C, H, W) in [-1, 1] as an 8-wide grid, or points (B, D) as a scatter plot."""
         picture = self._picture(tag, samples.detach().float().cpu())  # (3, H, W) float in [0, 1]
-        self.writer.add_image(tag, picture, step)
+        if self.writer:
+            self.writer.add_image(tag, picture, step)
         if self.png:
             self.samples_dir.mkdir(parents=True, exist_ok=True)
             name = "real.png" if tag == "real" else f"{tag}_{step:07d}.png"
@@ -44,20 +51,17 @@ class RunLogger:
         return picture
 
     def _picture(self, tag: str, samples: Tensor) -> Tensor:
-        if samples.ndim == 4:
-            grid = make_grid(samples, nrow=8, padding=2, normalize=True, value_range=(-1, 1))
-            return grid.expand(3, -1, -1) if grid.shape[0] == 1 else grid
-        if tag == "real":
+        if samples.ndim == 2 and tag == "real":
             self.reference_points = samples
-        return scatter(samples, self.reference_points)
+        return picture_of(samples, self.reference_points)
 
     def hparams(self, params: dict, metrics: dict[str, float]) -> None:
         """Record the run's swept settings beside its scalars, so TensorBoard's HPARAMS tab compares runs."""
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
-        for summary in hparams_summary(clean, metrics):
+        for summary in hparams_summary(clean, metrics) if self.writer else ():
             self.writer.file_writer.add_summary(summary)
 
-    def finish(self) -> None:
+    def finish(self, summary: dict | None = None) -> None:
         """final.png from the last grid, progress.gif from the saved grids, then close the event file."""
         if self.png and self.last_grid is not None:
             to_pil(self.last_grid).save(self.run_dir / "final.png")
@@ -66,8 +70,49 @@ class RunLogger:
         self.close()
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        if self.writer:
+            self.writer.flush()
+            self.writer.close()
+
+
+class Loggers:
+    """Several loggers as one (`logger.loggers` in the config: a list of logger nodes); the first that keeps grids
+    answers last_grid."""
+
+    def __init__(self, loggers: list, run_dir: str | Path, purge_step: int | None = None):
+        self.loggers = [make(run_dir=run_dir, purge_step=purge_step) for make in loggers]
+
+    @property
+    def last_grid(self) -> Tensor | None:
+        return next((logger.last_grid for logger in self.loggers if logger.last_grid is not None), None)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for logger in self.loggers:
+            logger.scalars(values, step)
+
+    def grid(self, tag: str, samples: Tensor, step: int) -> Tensor:
+        return [logger.grid(tag, samples, step) for logger in self.loggers][0]
+
+    def hparams(self, params: dict, metrics: dict[str, float]) -> None:
+        for logger in self.loggers:
+            logger.hparams(params, metrics)
+
+    def finish(self, summary: dict | None = None) -> None:
+        for logger in self.loggers:
+            logger.finish(summary)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+
+def picture_of(samples: Tensor, reference: Tensor | None = None) -> Tensor:
+    """Images (B, C, H, W) in [-1, 1] as an 8-wide grid, or points (B, D) as a scatter plot over the real `reference`
+    points: a (3, H, W) picture in [0, 1]."""
+    if samples.ndim == 4:
+        grid = make_grid(samples, nrow=8, padding=2, normalize=True, value_range=(-1, 1))
+        return grid.expand(3, -1, -1) if grid.shape[0] == 1 else grid
+    return scatter(samples, reference)
 
 
 def to_pil(picture: Tensor) -> Image.Image:
@@ -124,7 +169,7 @@ class NullLogger:
     def hparams(self, params: dict, metrics: dict[str, float]) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, summary: dict | None = None) -> None:
         pass
 
     def close(self) -> None:

@@ -1,10 +1,12 @@
 """A run's objective: which way each metric improves, and the early-stopping rules that end a run going nowhere.
 
 A training run returns the best value of `trainer.best_metric` over its evaluations, so Hydra's sweepers
-(Optuna's included) can optimise it; the rules below stop a run early, which under a search is pruning.
+can optimise it; the rules below stop a run early. Under a search, each evaluation is also reported to the search
+(`report(step, value) -> stop?`, built by gantrain.search), whose pruner may end the run the same clean way.
 """
 
 import math
+from collections.abc import Callable
 
 METRICS = ("fid", "kid", "is", "pr", "accuracy", "tstr")  # what metrics.metrics may ask for
 SCORES = ("fid", "kid", "is", "precision", "recall", "accuracy", "tstr")  # what evaluations report (pr gives two)
@@ -59,16 +61,20 @@ class Objective:
     it) and the early-stopping rules. Kept in the checkpoint, so a resumed run judges the same way."""
 
     def __init__(self, metric: str, patience: int | None = None, must_reach: float | None = None,
-                 must_reach_by: int | None = None):
+                 must_reach_by: int | None = None, report: Callable[[int, float], bool] | None = None):
         self.metric = metric
         self.best: dict = {}  # {"metric", "value", "step"} of checkpoints/best.pt
         self.evaluations: list[dict] = []  # {"step": N, "seconds": training s, metric: value, ...}
         self.early = EarlyStopping(metric, patience, must_reach, must_reach_by)
+        self.report = report
+        self.pruned_at: int | None = None  # the step at which the search's pruner ended the run
 
     def record(self, step: int, seconds: float, values: dict) -> bool:
         """Add an evaluation; whether it is a new best."""
         self.evaluations.append({"step": step, "seconds": round(seconds, 2), **{k: float(v) for k, v in values.items()}})
         value = values.get(self.metric)
+        if self.report is not None and value is not None and self.report(step, float(value)):
+            self.pruned_at = step
         if value is None or not better(self.metric, float(value), self.best.get("value")):
             return False
         self.best = {"metric": self.metric, "value": float(value), "step": step}
@@ -79,6 +85,8 @@ class Objective:
         last = self.evaluations[-1] if self.evaluations else {}
         if self.metric not in last:
             return None
+        if self.pruned_at is not None:
+            return f"pruned by the search at step {self.pruned_at} ({self.metric} {last[self.metric]:.4g})"
         return self.early.reason(last["step"], last[self.metric], self.best.get("value"), improved)
 
     @property

@@ -1,6 +1,6 @@
 """summary.json: how a run went, in one machine-readable file in its run directory.
 
-Written by the Trainer when a run ends in any way (finished, stopped_early, interrupted, diverged,
+Written by the Trainer when a run ends in any way (finished, stopped_early, pruned, interrupted, diverged,
 failed) and by the CLI when a run fails before training starts; read by sweeps (a finished job is not
 trained again) and by gantrain-report. Keys: status, reason, steps, max_steps, wall_seconds,
 train_seconds (wall time less evaluations), images_per_sec, best_metric, best ({metric, value, step} or null),
@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 
 FILE = "summary.json"
-STATUSES = ("finished", "stopped_early", "interrupted", "diverged", "failed")
-DONE = ("finished", "stopped_early")  # a sweep returns these runs' recorded results instead of training again
+STATUSES = ("finished", "stopped_early", "pruned", "interrupted", "diverged", "failed")
+# a sweep returns these runs' recorded results instead of training again: a pruned trial's verdict stands (training
+# it on would spend what pruning saved, and its trial is already told)
+DONE = ("finished", "stopped_early", "pruned")
 
 
 def write_summary(run_dir: str | Path, summary: dict) -> Path:

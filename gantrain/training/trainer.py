@@ -39,11 +39,14 @@ class Trainer:
     def __init__(
         self, system: System, data: Data, settings: TrainerConfig, make_opt_g: Callable, make_opt_d: Callable,
         make_logger: Callable, run_dir: str | Path, meta: dict | None = None, hparams: dict | None = None,
-        seed: int = 0, evaluator: Callable | None = None,
+        seed: int = 0, evaluator: Callable | None = None, report: Callable[[int, float], bool] | None = None,
     ):
         self.system, self.data, self.settings, self.run_dir = system, data, settings, Path(run_dir)
         self.meta, self.hparams, self.seed, self.evaluator = meta or {}, hparams or {}, seed, evaluator
-        self.objective = Objective(settings.best_metric, settings.patience, settings.must_reach, settings.must_reach_by)
+        # report: a search trial's callback, told each evaluation; True ends the run as pruned (rank 0 evaluates, so
+        # rank 0 alone reports, and the loop's stop agreement stops every rank at the same step)
+        self.objective = Objective(settings.best_metric, settings.patience, settings.must_reach, settings.must_reach_by,
+                                   report)
         self.clock, self.meter, self.step = Clock(), Meter(), 0
         self.stop_reason: str | None = None  # why an early-stopping rule (or the time budget) ends the run
         self.last_values: dict[str, float] = {}  # the last logging interval's means, for the progress line
@@ -198,9 +201,13 @@ class Trainer:
             self.evaluate()
         if self.saved_step != self.step:
             self.save()
-        self.logger.finish()
+        # a run the pruner stopped before its end (a verdict at the last step ends nothing)
+        pruned = self.objective.pruned_at is not None and self.objective.pruned_at < self.settings.max_steps
+        summary = self.summary("pruned" if pruned else "stopped_early" if self.stop_reason else "finished",
+                               self.stop_reason)
+        self.logger.finish(summary)  # a tracking store keeps the run's outcome too
         if self.main:
-            write_summary(self.run_dir, self.summary("stopped_early" if self.stop_reason else "finished", self.stop_reason))
+            write_summary(self.run_dir, summary)
         with self.replicas.unwrapped():
             distributed.log_agreement(self.system.trained_networks())
         log.info("done: %d steps; samples in %s, checkpoint %s", self.step, self.run_dir / "final.png",

@@ -40,9 +40,10 @@ README, DOCS = REPO / "README.md", REPO / "docs"
 # pages whose commands run here, and pages whose commands are checked without running (the Changelog is history)
 RUN_PAGES = (README, DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md")))
 CHECK_PAGES = (*sorted((DOCS / "studies").glob("*.md")), DOCS / "architecture.md")
-PROGRAMS = ("gantrain", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export", "gantrain-import")
+PROGRAMS = ("gantrain", "gantrain-search", "gantrain-sample", "gantrain-eval", "gantrain-report", "gantrain-export",
+            "gantrain-import")
 
-PROSE_NAME = r"^gantrain-(sample|eval|export|report|import)$"  # `gantrain-eval` prints a table ...
+PROSE_NAME = r"^gantrain-(search|sample|eval|export|report|import)$"  # `gantrain-eval` prints a table ...
 # Shown commands that cannot run here, with the reason (a regular expression searched in the command).
 NOT_RUN = {
     r"trainer\.device=cuda": "needs a CUDA GPU; the test machines have none (the CPU path of each recipe runs)",
@@ -82,7 +83,8 @@ RUN_MADE_BY = {
 }
 # Shown commands whose outputs a later command reads.
 NEEDS = {
-    r"^gantrain-report outputs/search": r"hydra\.sweep\.dir=outputs/search",
+    r"^gantrain-report outputs/search/gantrain": r"^gantrain-search hydra/sweeper=gan_search ",  # its default folder
+    r"^gantrain-report outputs/search($| )": r"hydra\.sweep\.dir=outputs/search",
     r"fake=samples\.npz": r"out=samples\.npz",
     r"data\.root=data/mnist2inverted": r"^python scripts/make_unpaired_demo\.py",
     r"run=runs/ffhq256": r"^gantrain-import ",  # the official networks imported (the golden file's, 16x16)
@@ -191,7 +193,7 @@ def runnable(command: str, places: dict[str, str]) -> list[str]:
     resume = any(w.startswith("trainer.resume=") for w in argv)
     argv = [cap(w, resume) for w in argv]
     keys = {w.split("=", 1)[0] for w in argv if "=" in w}
-    if argv[0] == "gantrain" and not {"--help", "--cfg"} & set(argv):
+    if argv[0] in ("gantrain", "gantrain-search") and not {"--help", "--cfg"} & set(argv):
         argv += [] if "trainer=debug" in argv else ["trainer=debug"]
         if "trainer.eval_every" in keys:
             argv += ["metrics.num_samples=64", "metrics.real_samples=128", "metrics.classifier_epochs=1"]
@@ -228,8 +230,8 @@ def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
     """The console script's function with this argv and working directory; its exit status as the shell sees it."""
     import gantrain.cli as cli
 
-    entry = {"gantrain": cli.train, "gantrain-sample": cli.sample, "gantrain-eval": cli.evaluate,
-             "gantrain-report": cli.report, "gantrain-export": cli.export,
+    entry = {"gantrain": cli.train, "gantrain-search": cli.search, "gantrain-sample": cli.sample,
+             "gantrain-eval": cli.evaluate, "gantrain-report": cli.report, "gantrain-export": cli.export,
              "gantrain-import": cli.import_official}[argv[0]]
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level, old_argv, old_cwd = root.handlers[:], root.level, sys.argv, os.getcwd()
@@ -361,7 +363,7 @@ def check(outcome: Outcome, ws: Workspace) -> None:
         cfg = yaml.safe_load(outcome.output)
         assert {"data", "model", "loss", "optim", "trainer"} <= set(cfg), outcome.explain()
         assert not outcome.extra["new"], "--cfg job trained nothing, yet a run directory appeared"
-    elif program == "gantrain" and "-m" in argv:
+    elif program == "gantrain" and "-m" in argv or program == "gantrain-search":
         check_sweep(outcome, argv)
     elif program == "gantrain":
         check_run(outcome, options)
@@ -394,10 +396,12 @@ def check_sweep(outcome: Outcome, argv: list[str]) -> None:
     options = dict(w.split("=", 1) for w in argv if "=" in w)
     if "hydra.sweep.dir" in options:
         sweep = outcome_cwd(outcome) / options["hydra.sweep.dir"]
+    elif argv[0] == "gantrain-search":  # its folder is the study's, not a time stamp
+        sweep = outcome_cwd(outcome) / "outputs" / "search" / options.get("hydra.sweeper.study_name", "gantrain")
     else:
         (sweep,) = [p for p in outcome.extra["new"] if p.parent.parent.name == "multirun"] or [None]
     assert sweep is not None, outcome.explain()
-    if "hydra/sweeper" in options:  # a search: n_trials trials, each in a directory named by its parameters
+    if "hydra/sweeper" in options:  # a search: n_trials trials, each in its trial-NNNN directory
         expected = int(options["hydra.sweeper.n_trials"])
         jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
         assert all((job / "summary.json").is_file() for job in jobs) and (sweep / "optuna.db").is_file()

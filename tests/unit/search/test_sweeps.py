@@ -88,7 +88,7 @@ def test_an_optuna_search_killed_midway_continues_to_the_same_result(cli, tmp_pa
     assert "was interrupted: resuming" in again.stdout + again.stderr  # the killed trial, asked again, resumed
     assert study_trials(tmp_path / "search") == study_trials(tmp_path / "straight")
     finished = cli.run(*SEARCH, "hydra.sweep.dir=search", cwd=tmp_path)  # a finished search trains nothing
-    assert finished.returncode == 0 and "3 of n_trials=3 trials: 0 to go" in finished.stdout + finished.stderr
+    assert finished.returncode == 0 and "3 of n_trials=3 trials finished, 0 running, 0 to go" in finished.stdout + finished.stderr
     assert len(study_trials(tmp_path / "search")) == 3
 
     # the ranked report of the search: table, CSV, Markdown and a self-contained page
@@ -116,6 +116,9 @@ def test_a_search_needs_evaluations():
     with pytest.raises(UserError, match=r"a search optimises trainer.best_metric \(fid\).*add trainer.eval_every=N"):
         check_command_line(["-m", "hydra/sweeper=search", "trainer=debug"])
     check_command_line(["-m", "hydra/sweeper=gan_search", "trainer=debug", "trainer.eval_every=2"])
+    with pytest.raises(UserError, match="the search has nothing to search"):
+        check_command_line(["-m", "hydra/sweeper=search", "trainer=debug", "trainer.eval_every=2"])
+    check_command_line(["-m", "hydra/sweeper=search", "trainer=debug", "trainer.eval_every=2", "loss=bce,lsgan"])
 
 
 @pytest.mark.parametrize("metric, direction", [("fid", "minimize"), ("kid", "minimize"), ("is", "maximize"),
