@@ -83,11 +83,11 @@ STUDIES = {
     # (docs/guide/stylegan2.md)
     "stylegan2_digits": {"budget": 180, "recipes": {
         "fast_digits": (["experiment=fast_digits"], 500),
-        "stylegan2_digits": (["experiment=stylegan2_digits"], 50),
+        "stylegan2_digits": (["experiment=stylegan2_digits"], 60),
     }},
     "stylegan2_cifar10-5k": {"budget": 120, "recipes": {
         "fast_cifar10 (ADA, as shipped)": (["experiment=fast_cifar10", *CIFAR], 200),
-        "stylegan2_digits (its networks on CIFAR's 3 channels)": (["experiment=stylegan2_digits", *CIFAR], 25),
+        "stylegan2_digits (its networks on CIFAR's 3 channels)": (["experiment=stylegan2_digits", *CIFAR], 40),
     }},
 }
 
