@@ -148,10 +148,10 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "trainer.decay_start": 2,       # before max_steps, as the pages' pairs are
     "trainer.sample_every": 2,
     "trainer.eval_every": 4,        # one evaluation, at the end
-    "hydra.launcher.n_jobs": 1,     # joblib in this process: tests/unit/search/test_sweeps.py runs jobs in 2 joblib workers
+    "hydra.launcher.n_jobs": 1,     # joblib in this process (worker processes would add 11 s; Hydra tests its plugin)
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
-    "hydra.sweeper.n_trials": 2,    # a search's trials
+    "hydra.sweeper.n_trials": 1,    # a search: one trial shows it runs (tests/unit/search runs several)
 }
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],

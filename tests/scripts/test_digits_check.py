@@ -15,7 +15,7 @@ def check(load_script):
 def reference(check):
     """A quickly trained classifier (a few epochs, 16x16 digits: the ratios the check takes hold for it too), the
     split it used."""
-    evaluator = check.reference(300, classifier_epochs=8, image_size=16)
+    evaluator = check.reference(300, classifier_epochs=5, image_size=16)
     training, held = check.heldout_digits(evaluator)
     return evaluator, training, held
 

@@ -61,7 +61,7 @@ def command_lines(draw) -> list[str]:
     return line
 
 
-@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(command_lines())
 def test_any_override_combination_trains_or_fails_in_one_line(train, data_roots, stop_loader_workers, line):
     roots = {f"data.root=<{name}>": f"data.root={data_roots.get(name, data_roots['empty'])}" for name in options("data")}

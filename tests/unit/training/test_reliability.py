@@ -66,13 +66,13 @@ def test_signal_finishes_the_step_saves_and_resumes(cli, tiny, tmp_path, signum)
 
 
 def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(cli, tmp_path):
-    """12 kills, half of them the moment a checkpoint file is being written; each time the run resumes."""
+    """8 kills, half of them the moment a checkpoint file is being written; each time the run resumes."""
     rng = random.Random(0)
     run_dir, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
     args = ["model=mlp", "data.image_size=28", "trainer=debug", "trainer.max_steps=100000", "trainer.checkpoint_every=2",
             "trainer.log_every=1", "trainer.sample_every=100000", "trainer.keep_checkpoints=4"]
     during_write, steps = 0, []
-    for kill in range(12):
+    for kill in range(8):
         before = newest_complete_step(run_dir)
         resume = [f"trainer.resume={run_dir}"] if before is not None else []
         proc = cli.start("gantrain", *args, *resume, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -91,7 +91,7 @@ def test_sigkill_at_random_moments_never_loses_the_newest_complete_checkpoint(cl
         assert state["step"] == expected, f"kill {kill}: loaded step {state['step']}, newest complete is {expected}"
         assert all(torch.isfinite(v).all() for v in state["generator"].values())
         steps.append(expected)
-    assert steps == sorted(steps) and steps[-1] >= 12  # every restart resumed and went further
+    assert steps == sorted(steps) and steps[-1] >= 8  # every restart resumed and went further
     assert during_write >= 3  # the kills really hit checkpoint writes
 
 
