@@ -1,5 +1,7 @@
 """Turn a device name from the config into a torch.device; the only place that probes hardware."""
 
+import platform
+
 import torch
 
 from gantrain.errors import UserError
@@ -57,3 +59,13 @@ def device_for_sweep_job(name: str, job_num: int) -> str:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
+
+
+def emulates_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast on `device` runs without bf16 instructions: an x86 CPU with neither AVX512-BF16 nor AMX,
+    where it is slower than fp32 (1.7x measured in docs/studies/stylegan2.md). False where torch cannot tell."""
+    if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    probes = [probe for probe in probes if probe is not None]
+    return bool(probes) and not any(probe() for probe in probes)

@@ -136,7 +136,8 @@ def test_every_key_refuses_what_it_cannot_hold(composed, tmp_path, monkeypatch):
     stale = {(pattern, probe) for pattern, why in ALLOWED.items() for probe in why} - used
     assert not stale, f"allowlist entries no probe needed: {sorted(stale)}"
     assert len(seen) > 300, len(seen)  # the whole space, not a sample of it
-    print(f"{len(seen)} cases in {time.perf_counter() - started:.1f} s")
+    keys = {command: len({(k, t) for c, k, t, _ in seen if c == command}) for command, _ in composed}
+    print(f"{len(seen)} cases in {time.perf_counter() - started:.1f} s; keys (by node kind) per command: {keys}")
 
 
 @pytest.mark.parametrize("argv, key", [

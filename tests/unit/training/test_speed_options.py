@@ -102,3 +102,24 @@ def test_no_host_device_sync_between_logging_steps(train):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer.logger.close()
+
+
+@pytest.mark.parametrize("machine, avx512_bf16, amx, emulated", [
+    ("x86_64", False, False, True), ("x86_64", True, False, False), ("x86_64", False, True, False),
+    ("aarch64", False, False, False)])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_named_slow(monkeypatch, caplog, machine, avx512_bf16, amx,
+                                                                emulated):
+    from gantrain.config.build import warn_of_slow_bf16
+    from gantrain.device import emulates_bf16
+
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert emulates_bf16(torch.device("cpu")) is emulated
+    assert not emulates_bf16(torch.device("meta"))
+    warn_of_slow_bf16(trainer_settings({"device": "cpu", "amp": "bf16"}))
+    warn_of_slow_bf16(trainer_settings({"device": "cpu", "amp": False}))  # fp32: nothing to say
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == (["trainer.amp=bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so autocast "
+                         "emulates them and trains slower than fp32; add trainer.amp=false to train faster here"]
+                        if emulated else [])
