@@ -1,5 +1,6 @@
 """Where gantrain keeps what it computes once: $GANTRAIN_CACHE, $XDG_CACHE_HOME/gantrain, or ~/.cache/gantrain."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,3 +22,23 @@ def cache_dir(kind: str) -> Path:
         raise UserError(f"cannot create the cache folder {folder} ({err.strerror}): set GANTRAIN_CACHE to a "
                         f"writable folder") from err
     return folder
+
+
+@contextlib.contextmanager
+def computing(path: Path):
+    """Held while this process computes the cache file `path`: another process that needs the same file waits, then
+    reads it instead of computing it again (search workers on one machine start together and need the same
+    classifier). Callers look for the file again once inside. The lock is a hidden file beside it, left in place
+    (removing it could let a third process lock a file the second still waits on). Without fcntl (Windows) nothing
+    is held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

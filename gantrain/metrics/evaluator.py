@@ -7,13 +7,14 @@ and `gantrain-eval`.
 
 import hashlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from gantrain.caches import cache_dir
+from gantrain.caches import cache_dir, computing
 from gantrain.data import Data, TensorData
 from gantrain.data.batches import skipped_rows
 from gantrain.data.pixels import to_uint8
@@ -124,13 +125,13 @@ class Evaluator:
         features of another classifier are other features)."""
         info = self.extractor.info
         path = self.cache / f"realfeatures-{info['name']}-{info['sha256']}-{self.key}-v{CACHE_VERSION}.pt"
-        if path.is_file():
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)["features"].double().numpy()
-            except Exception:
-                log.warning("recomputing real features: %s is unreadable", path)
-        features, _ = self.extractor(self.real)
-        atomic_save({"features": torch.from_numpy(features).float()}, path)
+        features = saved_features(path)
+        if features is None:
+            with computing(path):  # one process computes them; the others wait and read them
+                features = saved_features(path)
+                if features is None:
+                    features, _ = self.extractor(self.real)
+                    atomic_save({"features": torch.from_numpy(features).float()}, path)
         return features
 
     # ---------------------------------------------------------------- scoring
@@ -193,3 +194,12 @@ class Evaluator:
         test_images, test_labels = real_images(self.test_data, 10**9, self.seed)
         net = train_classifier(fake, fake_labels, self.data.num_classes, self.device, epochs=3, seed=self.seed)
         return accuracy(net, test_images, test_labels, self.device)
+
+
+def saved_features(path: Path) -> np.ndarray | None:
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)["features"].double().numpy()
+        except Exception:
+            log.warning("recomputing real features: %s is unreadable", path)
+    return None

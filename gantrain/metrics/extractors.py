@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gantrain.caches import computing
 from gantrain.data.pixels import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
 from gantrain.errors import UserError, first_line
 from gantrain.files import atomic_save
@@ -239,10 +240,19 @@ def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: P
                       epochs: int | str = "auto", seed: int = 0) -> tuple[SmallClassifier, dict]:
     """The classifier for this data and its held-out quality, trained once and kept as
     `cache/classifier-<key>-...pt` = {"weights", "quality", "version"} (tensors and numbers: weights_only loads)."""
-    train, held = holdout_split(len(images), seed)
+    train, _ = holdout_split(len(images), seed)
     epochs = resolve_epochs(epochs, len(train))
     path = cache / f"classifier-{classifier_key(key, epochs, seed)}.pt"
     net = SmallClassifier(images.shape[1], num_classes)
+    saved = saved_classifier(path, net, device)
+    if saved:
+        return saved
+    with computing(path):  # one process trains it; the others wait and read it
+        return saved_classifier(path, net, device) or trained_classifier(images, labels, num_classes, path, device,
+                                                                          epochs, seed)
+
+
+def saved_classifier(path: Path, net: SmallClassifier, device: torch.device) -> tuple[SmallClassifier, dict] | None:
     if path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -251,6 +261,12 @@ def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: P
                 return net.to(device).eval(), saved["quality"]
         except Exception as err:
             log.warning("retraining the evaluation classifier: %s is unreadable (%s)", path, first_line(err, 100))
+    return None
+
+
+def trained_classifier(images: Tensor, labels: Tensor, num_classes: int, path: Path, device: torch.device,
+                       epochs: int, seed: int) -> tuple[SmallClassifier, dict]:
+    train, held = holdout_split(len(images), seed)
     log.info("training the evaluation classifier on %d real images, %d epochs (once; cached in %s)", len(train), epochs, path)
     started = time.perf_counter()
     net = train_classifier(images[train], labels[train], num_classes, device, epochs, seed)

@@ -307,3 +307,29 @@ def test_gantrain_eval_cli_on_a_run_and_on_real_vs_real(cli, mnist_400, tmp_path
     assert json.loads(floor.read_text())["fid"] < values["fid"]  # real-vs-real is the floor
     bad = cli.run(*evaluate, "real=mnist", cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "fake=" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_processes_that_need_one_classifier_at_once_train_it_once(tmp_path, monkeypatch):
+    """Search workers start together: the first trains the classifier under the cache file's lock, the others wait
+    and read it (threads here: each opens the lock file itself, so they contend as processes do)."""
+    import threading
+    import time
+
+    trained, real = [], extractors.train_classifier
+
+    def slow_training(*args):
+        trained.append(1)
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one holds the lock
+        return real(*args)
+
+    monkeypatch.setattr(extractors, "train_classifier", slow_training)
+    images, labels = torch.rand(40, 1, 8, 8) * 2 - 1, torch.arange(40) % 2
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(extractors.cached_classifier(
+        images, labels, 2, tmp_path, "toy", torch.device("cpu"), epochs=1))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(trained) == 1 and len(results) == 3
+    assert all(quality == results[0][1] for _, quality in results)
