@@ -19,7 +19,7 @@ import time
 
 sys.path[0] = ""  # as under `python -c`: the working directory first, not this folder
 
-for name in ("gantrain.cli", "sklearn.datasets", "tensorboard.backend.event_processing.event_accumulator"):
+for name in ("gantrain.cli", "tensorboard.backend.event_processing.event_accumulator"):
     try:  # warm-up only: a command imports whatever it needs itself
         importlib.import_module(name)
     except ImportError:

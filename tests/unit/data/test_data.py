@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -361,3 +362,21 @@ def test_the_bomb_limit_reaches_the_decode_workers(tmp_path, monkeypatch):
     assert len(decoded["images"]) == 11 and sum(decoded["skipped"].values()) == 2
     assert files[paths.index(root / "b" / "bomb.png")][1] == TOO_LARGE
     assert files[paths.index(root / "a" / "large.png")][1] == 0  # the warning zone loads
+
+
+def test_the_digits_are_read_without_importing_scikit_learn_and_equal_its_loader(monkeypatch):
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from gantrain.data import digits as module
+
+    code = "import sys; from gantrain.data.digits import digits; digits(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    ink, labels = module.bundled_digits()
+    bunch = load_digits()
+    assert np.array_equal(ink, bunch.images) and np.array_equal(labels, bunch.target)
+    monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)  # the file moved: sklearn's loader
+    ink, labels = module.bundled_digits()
+    assert np.array_equal(ink, bunch.images) and np.array_equal(labels, bunch.target)
