@@ -63,7 +63,7 @@ def _mps_available() -> bool:
 
 def emulates_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast on `device` runs without bf16 instructions: an x86 CPU with neither AVX512-BF16 nor AMX,
-    where it is slower than fp32 (1.7x measured in docs/studies/stylegan2.md). False where torch cannot tell."""
+    where it is slower than fp32 (2.3x measured in docs/studies/bench.md). False where torch cannot tell."""
     if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]

@@ -87,8 +87,6 @@ STUDIES = {
     }},
     "stylegan2_cifar10-5k": {"budget": 120, "recipes": {
         "fast_cifar10 (ADA, as shipped)": (["experiment=fast_cifar10", *CIFAR], 200),
-        # its bf16 autocast is emulated, and slower than fp32, on a CPU without AVX512-BF16 or AMX
-        "fast_cifar10 in fp32": (["experiment=fast_cifar10", *CIFAR, "trainer.amp=none"], 200),
         "stylegan2_digits (its networks on CIFAR's 3 channels)": (["experiment=stylegan2_digits", *CIFAR], 40),
     }},
 }
