@@ -199,7 +199,8 @@ def grids(run_dirs: dict, path: Path) -> None:
     print(f"grids -> {path}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from running it: the docs test parses the study's command with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
@@ -211,7 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="outputs/finetune_study")
     parser.add_argument("--plot", default="docs/studies/finetune.png")
     parser.add_argument("--num-samples", type=int, default=5000, help="samples per scored checkpoint's FID")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     from gantrain.data.digits import digits
     from gantrain.data.base import take
     from gantrain.metrics.evaluator import Evaluator

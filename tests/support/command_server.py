@@ -19,7 +19,9 @@ import time
 
 sys.path[0] = ""  # as under `python -c`: the working directory first, not this folder
 
-for name in ("gantrain.cli", "tensorboard.backend.event_processing.event_accumulator"):
+# sklearn.datasets: gantrain no longer imports it, but without it here the DataLoader workers of a preset trained
+# earlier in one forked process took 30 s to shut down when collected (tests/unit/config/test_configs.py)
+for name in ("gantrain.cli", "sklearn.datasets", "tensorboard.backend.event_processing.event_accumulator"):
     try:  # warm-up only: a command imports whatever it needs itself
         importlib.import_module(name)
     except ImportError:
