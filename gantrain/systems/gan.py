@@ -256,14 +256,10 @@ class GAN(System):
 
     def pretrained_modules(self) -> dict[str, nn.Module]:
         """What trainer.init_from takes from another run: G, D and the EMA copy (not ADA's p: it adapts afresh)."""
-        return {"generator": self.G, "discriminator": self.D} | ({"ema": self.ema} if self.ema is not None else {})
+        return networks_and_ema(self)
 
     def after_init_from(self, loaded: list[str]) -> None:
-        """An EMA the source run did not have starts as the loaded G."""
-        if self.ema is not None and "ema" not in loaded:
-            self.ema.reset(self.G)
-            loaded = [*loaded, "ema"]
-        super().after_init_from(loaded)
+        super().after_init_from(with_ema_from_g(self, loaded))
 
     def g_parameters(self):
         return self.G.parameters()
@@ -286,3 +282,16 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.network(z, labels) if self.conditional else self.network(z)
+
+
+def networks_and_ema(system) -> dict[str, nn.Module]:
+    """A G/D system's modules a fine-tuned run starts from (GAN's and StyleGAN2's pretrained_modules)."""
+    return {"generator": system.G, "discriminator": system.D} | ({"ema": system.ema} if system.ema is not None else {})
+
+
+def with_ema_from_g(system, loaded: list[str]) -> list[str]:
+    """`loaded`, with an EMA the source run did not have started as the loaded G."""
+    if system.ema is not None and "ema" not in loaded:
+        system.ema.reset(system.G)
+        return [*loaded, "ema"]
+    return loaded

@@ -25,6 +25,7 @@ from gantrain.systems import latents
 from gantrain.systems.ada import ADA, check_settings, parse_ops
 from gantrain.systems.base import Batch, Stats, System
 from gantrain.systems.ema import EMA, half_life_decay
+from gantrain.systems.gan import networks_and_ema, with_ema_from_g
 from gantrain.systems.losses import GANLoss
 from gantrain.systems.penalties import r1_penalty
 
@@ -274,14 +275,10 @@ class StyleGAN2(System):
 
     def pretrained_modules(self) -> dict[str, nn.Module]:
         """What trainer.init_from takes from another run (or a gantrain-import run): G, D and the EMA copy."""
-        return {"generator": self.G, "discriminator": self.D} | ({"ema": self.ema} if self.ema is not None else {})
+        return networks_and_ema(self)
 
     def after_init_from(self, loaded: list[str]) -> None:
-        """An EMA the source run did not have starts as the loaded G."""
-        if self.ema is not None and "ema" not in loaded:
-            self.ema.reset(self.G)
-            loaded = [*loaded, "ema"]
-        super().after_init_from(loaded)
+        super().after_init_from(with_ema_from_g(self, loaded))
 
     def g_parameters(self):
         """G's parameters less the mapping network's when it is frozen (model.generator.freeze_mapping)."""
