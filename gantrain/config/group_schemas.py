@@ -234,15 +234,40 @@ class CycleGANDiscriminator:
     norm: str = one_of("instance", NORMS)
 
 
-@schema_for("gantrain.models.cgan.Generator", "gantrain.models.infogan.Generator", "gantrain.models.mlp.BNGenerator",
-            "gantrain.models.toy.Generator")
+@schema_for("gantrain.models.infogan.Generator")
+@dataclass
+class InfoGANGenerator:
+    hidden: int = positive(1024)
+    width: int = positive(64)
+
+
+@schema_for("gantrain.models.infogan.Discriminator")
+@dataclass
+class InfoGANDiscriminator:
+    width: int = positive(32)
+    freeze: int = freeze()
+
+
+@schema_for("gantrain.models.mlp.BNGenerator")
+@dataclass
+class BNMLPGenerator:
+    width: int = positive(256)
+
+
+@schema_for("gantrain.models.mlp.BNDiscriminator")
+@dataclass
+class BNMLPDiscriminator:
+    width: int = positive(256)
+    freeze: int = freeze()  # refused above 0: no blocks
+
+
+@schema_for("gantrain.models.cgan.Generator", "gantrain.models.toy.Generator")
 @dataclass
 class FixedNetwork:
     """Networks sized by the data alone: they take no keys."""
 
 
-@schema_for("gantrain.models.cgan.Discriminator", "gantrain.models.infogan.Discriminator",
-            "gantrain.models.mlp.BNDiscriminator", "gantrain.models.toy.Discriminator")
+@schema_for("gantrain.models.cgan.Discriminator", "gantrain.models.toy.Discriminator")
 @dataclass
 class FixedDiscriminator:
     """Discriminators sized by the data alone: only FreezeD's count (refused above 0 by those without blocks)."""

@@ -58,15 +58,17 @@ class Discriminator(nn.Module):
 
 
 class BNGenerator(nn.Module):
-    """Seed 001: z -> 256-ReLU -> 512-BN-ReLU -> 1024-BN-ReLU -> 2048-BN-ReLU -> C*H*W tanh (PyTorch default init)."""
+    """Seed 001: z -> 256-ReLU -> 512-BN-ReLU -> 1024-BN-ReLU -> 2048-BN-ReLU -> C*H*W tanh (PyTorch default init);
+    `width`: the first layer's size (the seed's 256), doubled at each layer after it."""
 
-    def __init__(self, shape: Sequence[int], z_dim: int = 128):
+    def __init__(self, shape: Sequence[int], z_dim: int = 128, width: int = 256):
         super().__init__()
         self.shape = tuple(shape)
-        layers: list[nn.Module] = [nn.Linear(z_dim, 256), nn.ReLU(True)]
-        for n_in, n_out in [(256, 512), (512, 1024), (1024, 2048)]:
+        sizes = [width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = [nn.Linear(z_dim, width), nn.ReLU(True)]
+        for n_in, n_out in zip(sizes, sizes[1:]):
             layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU(True)]
-        layers += [nn.Linear(2048, math.prod(self.shape)), nn.Tanh()]
+        layers += [nn.Linear(sizes[-1], math.prod(self.shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -74,16 +76,17 @@ class BNGenerator(nn.Module):
 
 
 class BNDiscriminator(nn.Module):
-    """Seed 001: flatten -> 1024-ReLU-512-ReLU-256-ReLU-1, Xavier weights and zero biases; outputs logits."""
+    """Seed 001: flatten -> 1024-ReLU-512-ReLU-256-ReLU-1, Xavier weights and zero biases; outputs logits.
+    `width`: the last hidden layer's size (the seed's 256), doubled at each layer before it."""
 
-    def __init__(self, shape: Sequence[int], freeze: int = 0):
+    def __init__(self, shape: Sequence[int], freeze: int = 0, width: int = 256):
         super().__init__()
         freeze_blocks([], freeze, "mlp_bn")  # no blocks: FreezeD is refused
         self.net = nn.Sequential(
-            nn.Linear(math.prod(shape), 1024), nn.ReLU(True),
-            nn.Linear(1024, 512), nn.ReLU(True),
-            nn.Linear(512, 256), nn.ReLU(True),
-            nn.Linear(256, 1),
+            nn.Linear(math.prod(shape), 4 * width), nn.ReLU(True),
+            nn.Linear(4 * width, 2 * width), nn.ReLU(True),
+            nn.Linear(2 * width, width), nn.ReLU(True),
+            nn.Linear(width, 1),
         )
         self.apply(xavier_zero_bias_init)
 

@@ -85,7 +85,7 @@ def test_families_whose_networks_fit_accept_it(train, tiny_cyclegan, make_data, 
                                     "100x64x4x4 here"),
     (("data.image_size=16",), "does not fit this generator: main.0.weight is 100x32x4x4 in the checkpoint but "
                               "100x16x4x4 here (it was trained on samples of 1x32x32, this data gives 1x16x16)"),
-    (("model=mlp",), "does not fit this generator: net.0.weight (1024x96 here) is not in the checkpoint"),
+    (("model=mlp",), "does not fit this generator: net.0.weight (64x96 here) is not in the checkpoint"),
 ])
 def test_networks_that_do_not_fit_are_refused_in_one_line(train, tiny, tiny_run, overrides, detail):
     base = ("trainer=debug",) if "model=mlp" in overrides else tiny
