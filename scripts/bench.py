@@ -188,14 +188,21 @@ def compose_config(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def gantrain_steps(overrides: list[str], run_dir: Path):
+def gantrain_config(overrides: list[str]):
+    """One gantrain row's config, composed once for both of its measurements (FLOPs and speed)."""
+    return compose_config(*overrides, "trainer.progress=false", "trainer.sample_every=1000000",
+                          "trainer.checkpoint_every=1000000", "trainer.log_every=10")
+
+
+def gantrain_steps(cfg, run_dir: Path):
     """gantrain's own loop body (Trainer.train_step + periodic logging), one step per next()."""
+    import copy
+
     from omegaconf import OmegaConf
 
     from gantrain.config.build import build_trainer
 
-    cfg = compose_config(*overrides, "trainer.progress=false", "trainer.sample_every=1000000",
-                         "trainer.checkpoint_every=1000000", "trainer.log_every=10")
+    cfg = copy.deepcopy(cfg)  # each measurement builds from a config of its own
     started = time.perf_counter()
     trainer = build_trainer(cfg, run_dir, meta={"config": OmegaConf.to_container(cfg, resolve=True)})
     trainer.begin()
@@ -302,8 +309,9 @@ def main() -> None:
                     ("gantrain", "bf16", ["trainer.amp=bf16"]),
                     ("gantrain channels_last", "bf16", ["trainer.amp=bf16", "trainer.channels_last=true"])]
         for name, precision, extra in variants:
-            runs.append((name, precision, lambda extra=extra, name=name, precision=precision: gantrain_steps(
-                common + extra, out / "runs" / case / f"{name.replace(' ', '_')}_{precision}")))
+            cfg = gantrain_config(common + extra)
+            runs.append((name, precision, lambda cfg=cfg, name=name, precision=precision: gantrain_steps(
+                cfg, out / "runs" / case / f"{name.replace(' ', '_')}_{precision}")))
         baseline = None
         for name, precision, make in runs:
             print(f"  {case}: {name} ({precision}) ...", flush=True)
