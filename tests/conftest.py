@@ -70,10 +70,12 @@ def pytest_configure(config):
     if worker:
         os.environ["OMP_NUM_THREADS"] = "1"
     import torch
+    from support import yaml_memo
 
     import gantrain.cli  # noqa: F401  (registers the config resolvers)
 
     torch.set_num_threads(1 if worker else 2)
+    yaml_memo.install()
     track_data_loaders()
 
 

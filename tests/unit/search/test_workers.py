@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import time
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, distribution, requires
 from pathlib import Path
@@ -29,7 +31,7 @@ from gantrain.search.space import search_space
 
 QUICK_EVAL = ("trainer.eval_every=2", "metrics.num_samples=64", "metrics.real_samples=128",
               "metrics.classifier_epochs=1", "metrics.metrics=[fid]")
-N_TRIALS = 4  # each worker gets a second trial whatever the order: the kill comes in it
+N_TRIALS = 4  # each worker gets a second trial (the second worker starts once the first has begun its first)
 # the worker that is killed: SIGKILL (no clean-up, no last heartbeat) at step 3 of its second trial, whose checkpoint
 # of step 2 is on disk; the other worker must notice through the heartbeat and resume that trial
 KILL_IN_SECOND_TRIAL = """
@@ -57,12 +59,14 @@ def worker_argv(tiny, storage: str, sweep: Path, n_trials: int) -> list[str]:
 def two_workers(cli, tiny, storage: str, folder: Path, kill: bool, n_trials: int = N_TRIALS,
                 extra: tuple = ()) -> tuple[Path, list]:
     """Two `gantrain-search` processes on one study (the first killed in its second trial when `kill`): the search
-    folder and both processes' (exit status, log)."""
+    folder and both processes' (exit status, log). The second starts once the first has begun a trial: started
+    together on a busy machine, the second took three of the four trials before the first asked for one."""
     sweep = folder / "search"
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
     argv = [*worker_argv(tiny, storage, sweep, n_trials), *extra]
     first = cli.start("-c", KILL_IN_SECOND_TRIAL, *argv, cwd=folder, env=env) if kill else \
         cli.start("gantrain-search", *argv, cwd=folder, env=env)
+    wait_for_a_trial(first)
     second = cli.start("gantrain-search", *argv, cwd=folder, env=env)
     done = []
     for worker in (first, second):
@@ -70,6 +74,19 @@ def two_workers(cli, tiny, storage: str, folder: Path, kill: bool, n_trials: int
         out, err = worker.communicate()
         done.append((worker.returncode, out + err))
     return sweep, done
+
+
+def wait_for_a_trial(worker, timeout: float = 120) -> None:
+    """Until the worker's log says it made a trial's run directory (or it ended)."""
+    deadline = time.monotonic() + timeout
+    logs = (worker.err, worker.out)
+    while not any(path.is_file() and "run directory" in path.read_text(errors="replace") for path in logs):
+        assert time.monotonic() < deadline, "the first worker began no trial"
+        try:
+            worker.wait(0.1)
+            return  # it ended: its exit status and log tell the rest
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def check_shared_study(storage: str, sweep: Path, workers: list, killed: bool, n_trials: int = N_TRIALS) -> None:
@@ -81,7 +98,10 @@ def check_shared_study(storage: str, sweep: Path, workers: list, killed: bool, n
     study = optuna.load_study(study_name="gantrain", storage=studies.open_storage(storage, None, None))
     finished = [t for t in study.get_trials() if t.state in studies.FINISHED]
     folders = sorted(t.user_attrs["run_folder"] for t in finished)
-    assert folders == [f"trial-{n:04d}" for n in range(n_trials)], [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
+    # each in its own folder, named after the trial first asked (a queued copy of a killed trial takes a number)
+    originals = sorted(f"trial-{t.system_attrs.get('retry_of', t.number):04d}" for t in finished)
+    assert len(set(folders)) == n_trials and folders == originals, [(t.number, t.state, t.user_attrs)
+                                                                    for t in study.get_trials()]
     for trial in finished:  # the pruner's verdict reached the study, and the run's summary says the same
         pruned = int(trial.user_attrs["run_folder"][-4:]) % 2 == 1
         summary = json.loads((sweep / trial.user_attrs["run_folder"] / "summary.json").read_text())
