@@ -152,6 +152,9 @@ CAPS = {  # key: the largest value a test run uses (sweeps a,b,c are left alone)
     "n": 64,                        # gantrain-sample n=10000
     "num_samples": 64,              # gantrain-eval num_samples=10000
     "hydra.sweeper.n_trials": 1,    # a search: one trial shows it runs (tests/unit/search runs several)
+    "model.generator.width": 8,     # the networks trainer=debug would pick (a command-line width beats it)
+    "model.discriminator.width": 8,
+    "model.generator.n_blocks": 2,
 }
 SCRIPT_FLAGS = {  # each script's smallest settings, on the tiny data; placeholders filled from `places`
     "make_unpaired_demo.py": ["--train", "16", "--test", "4"],
