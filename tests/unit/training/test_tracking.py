@@ -2,12 +2,14 @@
 client; a resumed run continues its MLflow run. Two processes writing to one store: tests/unit/search/test_workers.py
 (the search workers of its journal-file test log to MLflow)."""
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("mlflow")
-from mlflow.tracking import MlflowClient  # noqa: E402
+from gantrain.config.build import build_trainer
 
-from gantrain.config.build import build_trainer  # noqa: E402
+# MLflow is imported by the tests that run, not when the suite is collected (2 s in every pytest-xdist worker)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="MLflow is not installed")
 
 # logger.store_dir follows the Hydra job the process runs; in-process runs of other tests may have left one behind
 MLFLOW = ("logger=mlflow", "logger.store_dir=null")
@@ -15,7 +17,9 @@ EVAL = ("trainer.eval_every=2", "metrics.num_samples=64", "metrics.real_samples=
         "metrics.metrics=[fid]")
 
 
-def only_run(store) -> tuple[MlflowClient, object]:
+def only_run(store) -> tuple:
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     runs = [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
     assert len(runs) == 1, runs
