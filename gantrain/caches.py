@@ -2,7 +2,11 @@
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 from gantrain.errors import UserError
 
@@ -42,3 +46,14 @@ def computing(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_or_compute(path: Path, read: Callable[[], T | None], compute: Callable[[], T]) -> T:
+    """What `read()` finds in the cache file `path`, or else `compute()` (which writes it), computed by one process:
+    the others wait for it under `computing(path)` and read what it wrote."""
+    found = read()
+    if found is not None:
+        return found
+    with computing(path):
+        found = read()
+        return found if found is not None else compute()

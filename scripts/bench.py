@@ -22,6 +22,7 @@ share of peak is against this machine's measured matmul throughput in the same p
 """
 
 import argparse
+import copy
 import math
 import os
 import time
@@ -196,8 +197,6 @@ def gantrain_config(overrides: list[str]):
 
 def gantrain_steps(cfg, run_dir: Path):
     """gantrain's own loop body (Trainer.train_step + periodic logging), one step per next()."""
-    import copy
-
     from omegaconf import OmegaConf
 
     from gantrain.config.build import build_trainer

@@ -256,8 +256,7 @@ class BNMLPGenerator:
 
 @schema_for("gantrain.models.mlp.BNDiscriminator")
 @dataclass
-class BNMLPDiscriminator:
-    width: int = positive(256)
+class BNMLPDiscriminator(BNMLPGenerator):
     freeze: int = freeze()  # refused above 0: no blocks
 
 

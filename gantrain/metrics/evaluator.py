@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from gantrain.caches import cache_dir, computing
+from gantrain.caches import cache_dir, read_or_compute
 from gantrain.data import Data, TensorData
 from gantrain.data.batches import skipped_rows
 from gantrain.data.pixels import to_uint8
@@ -125,13 +125,12 @@ class Evaluator:
         features of another classifier are other features)."""
         info = self.extractor.info
         path = self.cache / f"realfeatures-{info['name']}-{info['sha256']}-{self.key}-v{CACHE_VERSION}.pt"
-        features = saved_features(path)
-        if features is None:
-            with computing(path):  # one process computes them; the others wait and read them
-                features = saved_features(path)
-                if features is None:
-                    features, _ = self.extractor(self.real)
-                    atomic_save({"features": torch.from_numpy(features).float()}, path)
+        return read_or_compute(path, lambda: saved_features(path), lambda: self.computed_features(path))
+
+    def computed_features(self, path: Path) -> np.ndarray:
+        """The real side's features, computed and written to the cache file `path`."""
+        features, _ = self.extractor(self.real)
+        atomic_save({"features": torch.from_numpy(features).float()}, path)
         return features
 
     # ---------------------------------------------------------------- scoring

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gantrain.caches import computing
+from gantrain.caches import read_or_compute
 from gantrain.data.pixels import to_model_range  # the classifier sees what the GAN sees: [-1, 1]
 from gantrain.errors import UserError, first_line
 from gantrain.files import atomic_save
@@ -244,12 +244,8 @@ def cached_classifier(images: Tensor, labels: Tensor, num_classes: int, cache: P
     epochs = resolve_epochs(epochs, len(train))
     path = cache / f"classifier-{classifier_key(key, epochs, seed)}.pt"
     net = SmallClassifier(images.shape[1], num_classes)
-    saved = saved_classifier(path, net, device)
-    if saved:
-        return saved
-    with computing(path):  # one process trains it; the others wait and read it
-        return saved_classifier(path, net, device) or trained_classifier(images, labels, num_classes, path, device,
-                                                                          epochs, seed)
+    return read_or_compute(path, lambda: saved_classifier(path, net, device),  # one process trains it
+                           lambda: trained_classifier(images, labels, num_classes, path, device, epochs, seed))
 
 
 def saved_classifier(path: Path, net: SmallClassifier, device: torch.device) -> tuple[SmallClassifier, dict] | None:
